@@ -1,0 +1,59 @@
+/* backend.h - the one internal interface between the selector classes and
+ * the kernel's readiness mechanisms.
+ *
+ * Each mechanism lives in one file (epoll.c, kqueue.c, poll.c, select.c) that
+ * implements both its select-module object and one fs_backend_ops table; the
+ * selector code (selector.c) only ever talks to a backend through that table.
+ *
+ * Contract:
+ *  - Events are in selectors terms: FS_READ == EVENT_READ, FS_WRITE == EVENT_WRITE.
+ *  - Every operation but wait() runs with the GIL held and must not call into
+ *    Python.  wait() runs with the GIL released and must touch nothing but the
+ *    backend's own memory and the output array.
+ *  - Errors are reported as -1 (or NULL) with errno set, never as Python
+ *    exceptions; the caller turns errno into the stdlib's exception.
+ *  - `token` is opaque to the backend: it is stored at add/modify time and
+ *    handed back with each event (the selector packs fd and a generation tag
+ *    into it so that stale events can be recognised).
+ *  - wait() maps kernel events to FS_READ/FS_WRITE as the stdlib's selector
+ *    for that mechanism does (e.g. EPOLLERR/EPOLLHUP report both); the caller
+ *    masks with the key's events.  A backend that reports read and write
+ *    readiness separately (kqueue) merges them into one event per fd.
+ *  - wait() does not retry EINTR; the caller does (PEP 475) because it must
+ *    run signal handlers with the GIL.
+ */
+#ifndef FASTSEL_BACKEND_H
+#define FASTSEL_BACKEND_H
+
+#include <stdint.h>
+
+#define FS_READ  1
+#define FS_WRITE 2
+
+typedef struct {
+    uint64_t token;
+    int events;                 /* FS_READ | FS_WRITE */
+} fs_event;
+
+typedef struct fs_backend fs_backend;   /* defined by each backend file */
+
+typedef struct {
+    const char *name;           /* "epoll", "kqueue", "poll", "select" */
+    /* New backend state with its kernel object (if any), close-on-exec. */
+    fs_backend *(*open)(void);
+    /* Release the kernel object and all memory.  Safe on a closed backend. */
+    void (*free)(fs_backend *b);
+    /* The kernel object's fd, or -1 when the mechanism has none. */
+    int (*fileno)(fs_backend *b);
+    /* Interest changes.  events is never 0; old_events is what was last set. */
+    int (*add)(fs_backend *b, int fd, int events, uint64_t token);
+    int (*modify)(fs_backend *b, int fd, int old_events, int events,
+                  uint64_t token);
+    int (*remove)(fs_backend *b, int fd, int old_events);
+    /* Wait up to timeout_ns (< 0: forever), rounding up to the mechanism's
+     * resolution, and store at most `max` events in `out`.  Returns the count,
+     * or -1 with errno (EINTR included).  Called without the GIL. */
+    int (*wait)(fs_backend *b, int64_t timeout_ns, fs_event *out, int max);
+} fs_backend_ops;
+
+#endif /* FASTSEL_BACKEND_H */

@@ -1,0 +1,58 @@
+/* fastsel.h - what every translation unit of _fastsel shares: module state,
+ * fd and timeout conversion, and the setup hook each object file exports. */
+#ifndef FASTSEL_H
+#define FASTSEL_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+
+/* Per-module state (PEP 489/573).  Objects keep a borrowed pointer to it:
+ * their heap type owns the module, so the state outlives every instance. */
+typedef struct {
+    PyTypeObject *poll_type;
+    PyObject *str_fileno;           /* interned "fileno" */
+} fs_state;
+
+static inline fs_state *
+fs_get_state(PyObject *module)
+{
+    return (fs_state *)PyModule_GetState(module);
+}
+
+/* --- util.c ------------------------------------------------------------- */
+
+/* The stdlib's fd conversion (PyObject_AsFileDescriptor) with an exact-int
+ * fast path.  Returns the fd, or -1 with an exception set. */
+int fs_fileno(PyObject *obj);
+
+/* Timeouts are carried as signed nanoseconds, as CPython's _PyTime_t is.
+ * Rounding modes match CPython's _PyTime_round_t. */
+typedef enum {
+    FS_ROUND_FLOOR,
+    FS_ROUND_CEILING,
+    FS_ROUND_HALF_EVEN,
+    FS_ROUND_UP,              /* away from zero: CPython's ROUND_TIMEOUT */
+} fs_round_t;
+
+/* Convert seconds (int or float) to nanoseconds like _PyTime_FromSecondsObject,
+ * with the same exceptions and texts for the running CPython version. */
+int fs_ns_from_seconds_object(PyObject *obj, fs_round_t round, int64_t *ns);
+/* Same for milliseconds (_PyTime_FromMillisecondsObject). */
+int fs_ns_from_ms_object(PyObject *obj, fs_round_t round, int64_t *ns);
+/* Divide nanoseconds by unit with the given rounding (as _PyTime_AsMilliseconds). */
+int64_t fs_ns_divide(int64_t ns, int64_t unit, fs_round_t round);
+/* CLOCK_MONOTONIC in nanoseconds. */
+int64_t fs_monotonic_ns(void);
+
+/* Add an int constant to the module; -1 on error. */
+int fs_add_int(PyObject *module, const char *name, long value);
+/* PyModule_AddObjectRef for 3.9 too: does not steal; -1 on error. */
+int fs_add_object(PyObject *module, const char *name, PyObject *value);
+
+/* --- per-file setup hooks, called from the module's exec slot ------------ */
+int fs_select_setup(PyObject *module, fs_state *st);
+int fs_poll_setup(PyObject *module, fs_state *st);
+
+#endif /* FASTSEL_H */

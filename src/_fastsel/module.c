@@ -1,0 +1,89 @@
+/* module.c - the _fastsel module: state, multi-phase init, shared constants. */
+#include "fastsel.h"
+
+#include <limits.h>
+
+typedef int (*fs_setup_fn)(PyObject *, fs_state *);
+
+/* Each object file contributes its types, functions and constants here. */
+static const fs_setup_fn setup_hooks[] = {
+    NULL,   /* keeps the array non-empty; entries are added per object file */
+};
+
+static int
+fastsel_exec(PyObject *module)
+{
+    fs_state *st = fs_get_state(module);
+
+    st->str_fileno = PyUnicode_InternFromString("fileno");
+    if (st->str_fileno == NULL) {
+        return -1;
+    }
+    /* select.error has been an alias of OSError since 3.3 */
+    if (fs_add_object(module, "error", PyExc_OSError) < 0) {
+        return -1;
+    }
+#ifdef PIPE_BUF
+    if (fs_add_int(module, "PIPE_BUF", PIPE_BUF) < 0) {
+        return -1;
+    }
+#endif
+    for (size_t i = 0; i < sizeof(setup_hooks) / sizeof(setup_hooks[0]); i++) {
+        if (setup_hooks[i] != NULL && setup_hooks[i](module, st) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+fastsel_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    fs_state *st = fs_get_state(module);
+    Py_VISIT(st->poll_type);
+    return 0;
+}
+
+static int
+fastsel_clear(PyObject *module)
+{
+    fs_state *st = fs_get_state(module);
+    Py_CLEAR(st->poll_type);
+    Py_CLEAR(st->str_fileno);
+    return 0;
+}
+
+static void
+fastsel_free(void *module)
+{
+    (void)fastsel_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot fastsel_slots[] = {
+    {Py_mod_exec, fastsel_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+PyDoc_STRVAR(fastsel_doc,
+"C core of fastsel: the select module's surface (select, poll, epoll,\n"
+"kqueue) and the selectors' hot paths.  Use the fastsel package.");
+
+static struct PyModuleDef fastsel_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_fastsel",
+    .m_doc = fastsel_doc,
+    .m_size = sizeof(fs_state),
+    .m_slots = fastsel_slots,
+    .m_traverse = fastsel_traverse,
+    .m_clear = fastsel_clear,
+    .m_free = fastsel_free,
+};
+
+PyMODINIT_FUNC
+PyInit__fastsel(void)
+{
+    return PyModuleDef_Init(&fastsel_module);
+}

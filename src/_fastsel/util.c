@@ -1,0 +1,183 @@
+/* util.c - conversions shared by every object: fds, timeouts, clocks. */
+#include "fastsel.h"
+
+#include <math.h>
+#include <time.h>
+
+int
+fs_fileno(PyObject *obj)
+{
+    /* Exact ints are the common case (selectors pass fds); everything else,
+     * bools included, takes CPython's own path so warnings and error texts
+     * follow the running version. */
+    if (PyLong_CheckExact(obj)) {
+        int overflow;
+        long v = PyLong_AsLongAndOverflow(obj, &overflow);
+        if (overflow || v > INT_MAX || v < INT_MIN) {
+            PyErr_SetString(PyExc_OverflowError,
+                            "Python int too large to convert to C int");
+            return -1;
+        }
+        if (v < 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "file descriptor cannot be a negative integer (%i)",
+                         (int)v);
+            return -1;
+        }
+        return (int)v;
+    }
+    return PyObject_AsFileDescriptor(obj);
+}
+
+/* CPython's overflow texts changed over time; match the running version. */
+static void
+time_overflow(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyErr_SetString(PyExc_OverflowError,
+                    "timestamp too large to convert to C PyTime_t");
+#else
+    PyErr_SetString(PyExc_OverflowError,
+                    "timestamp too large to convert to C _PyTime_t");
+#endif
+}
+
+static void
+time_t_overflow(void)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    PyErr_SetString(PyExc_OverflowError,
+                    "timestamp out of range for platform time_t");
+#else
+    time_overflow();
+#endif
+}
+
+static double
+round_half_even(double x)
+{
+    double rounded = round(x);
+    if (fabs(x - rounded) == 0.5) {
+        /* halfway case: round to even */
+        rounded = 2.0 * round(x / 2.0);
+    }
+    return rounded;
+}
+
+static double
+round_double(double x, fs_round_t round_mode)
+{
+    /* volatile keeps x87 excess precision out of the comparison */
+    volatile double d = x;
+    switch (round_mode) {
+    case FS_ROUND_HALF_EVEN:
+        return round_half_even(d);
+    case FS_ROUND_CEILING:
+        return ceil(d);
+    case FS_ROUND_FLOOR:
+        return floor(d);
+    case FS_ROUND_UP:
+    default:
+        return d >= 0 ? ceil(d) : floor(d);
+    }
+}
+
+static int
+ns_from_object(PyObject *obj, fs_round_t round_mode, int64_t unit_to_ns,
+               int64_t *ns)
+{
+    if (PyFloat_Check(obj)) {
+        double d = PyFloat_AsDouble(obj);
+        if (isnan(d)) {
+            PyErr_SetString(PyExc_ValueError,
+                            "Invalid value NaN (not a number)");
+            return -1;
+        }
+        d = round_double(d * (double)unit_to_ns, round_mode);
+        if (!((double)INT64_MIN <= d && d < -(double)INT64_MIN)) {
+            time_t_overflow();
+            return -1;
+        }
+        *ns = (int64_t)d;
+        return 0;
+    }
+    long long v = PyLong_AsLongLong(obj);
+    if (v == -1 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            time_overflow();
+        }
+        return -1;
+    }
+    if ((v > 0 && v > INT64_MAX / unit_to_ns)
+        || (v < 0 && v < INT64_MIN / unit_to_ns)) {
+        time_overflow();
+        return -1;
+    }
+    *ns = (int64_t)v * unit_to_ns;
+    return 0;
+}
+
+int
+fs_ns_from_seconds_object(PyObject *obj, fs_round_t round_mode, int64_t *ns)
+{
+    return ns_from_object(obj, round_mode, 1000000000, ns);
+}
+
+int
+fs_ns_from_ms_object(PyObject *obj, fs_round_t round_mode, int64_t *ns)
+{
+    return ns_from_object(obj, round_mode, 1000000, ns);
+}
+
+int64_t
+fs_ns_divide(int64_t t, int64_t k, fs_round_t round_mode)
+{
+    /* Mirrors CPython's _PyTime_Divide: integer division with rounding. */
+    if (round_mode == FS_ROUND_HALF_EVEN) {
+        int64_t x = t / k, r = t % k, abs_r = r < 0 ? -r : r;
+        if (abs_r > k / 2 || (abs_r == k / 2 && (x & 1))) {
+            x += t >= 0 ? 1 : -1;
+        }
+        return x;
+    }
+    /* Truncate, then step away from the truncated quotient when rounding
+     * asks for it; written so that no intermediate can overflow. */
+    int64_t q = t / k, r = t % k;
+    if (r == 0) {
+        return q;
+    }
+    if (round_mode == FS_ROUND_CEILING) {
+        return r > 0 ? q + 1 : q;
+    }
+    if (round_mode == FS_ROUND_FLOOR) {
+        return r < 0 ? q - 1 : q;
+    }
+    /* FS_ROUND_UP: away from zero */
+    return r > 0 ? q + 1 : q - 1;
+}
+
+int64_t
+fs_monotonic_ns(void)
+{
+    struct timespec ts;
+    /* CLOCK_MONOTONIC cannot fail with a valid pointer on POSIX systems */
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int
+fs_add_int(PyObject *module, const char *name, long value)
+{
+    return PyModule_AddIntConstant(module, name, value);
+}
+
+int
+fs_add_object(PyObject *module, const char *name, PyObject *value)
+{
+    Py_INCREF(value);
+    if (PyModule_AddObject(module, name, value) < 0) {
+        Py_DECREF(value);
+        return -1;
+    }
+    return 0;
+}
