@@ -56,4 +56,9 @@ typedef struct {
     int (*wait)(fs_backend *b, int64_t timeout_ns, fs_event *out, int max);
 } fs_backend_ops;
 
+/* The backends this build has, one per file. */
+#ifdef __linux__
+extern const fs_backend_ops fs_epoll_backend;
+#endif
+
 #endif /* FASTSEL_BACKEND_H */
