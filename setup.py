@@ -3,6 +3,13 @@
 Environment switches (all optional):
   FASTSEL_WERROR=1   turn compiler warnings into errors (CI sets it).
   FASTSEL_DEBUG=1    build with -O0 -g and assertions enabled.
+  FASTSEL_KQUEUE=<prefix>|system
+                     Linux only, for testing: build kqueue.c against the
+                     libkqueue compatibility library installed under <prefix>
+                     (headers in <prefix>/include/kqueue, library in
+                     <prefix>/lib, linked with an rpath), or with "system" the
+                     one in /usr/include/kqueue.  BSD and macOS need nothing:
+                     kqueue is detected natively there.
 """
 import glob
 import os
@@ -35,13 +42,26 @@ def extension():
         cflags.append("-O2")
     if sys.platform == "win32":
         raise SystemExit("fastsel supports POSIX systems only")
+    include_dirs, link = [SRC], {}
+    kqueue_prefix = os.environ.get("FASTSEL_KQUEUE", "")
+    if kqueue_prefix not in ("", "0"):
+        # kqueue emulated on Linux: compile kqueue.c and link libkqueue
+        if kqueue_prefix == "system":
+            include_dirs.append("/usr/include/kqueue")
+        else:
+            libdir = os.path.join(kqueue_prefix, "lib")
+            include_dirs.append(os.path.join(kqueue_prefix, "include", "kqueue"))
+            link = {"library_dirs": [libdir], "runtime_library_dirs": [libdir]}
+        link["libraries"] = ["kqueue"]
+        macros.append(("FASTSEL_KQUEUE_COMPAT", "1"))
     return Extension(
         "_fastsel",
         sources=sources,
         depends=depends,
-        include_dirs=[SRC],
+        include_dirs=include_dirs,
         define_macros=macros,
         extra_compile_args=cflags,
+        **link,
     )
 
 

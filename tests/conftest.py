@@ -72,3 +72,31 @@ def differential(fn: Callable[[Impl], Any],
 @pytest.fixture
 def diff() -> Callable[..., tuple]:
     return differential
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say which interpreter and which fastsel/_fastsel files are under test."""
+    import sys
+
+    import _fastsel
+
+    return [f"python {sys.version.split()[0]}: {sys.executable}",
+            f"fastsel: {fastsel.__file__}",
+            f"_fastsel: {_fastsel.__file__}"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With FASTSEL_REQUIRE_INSTALLED=1 (make test), refuse the source tree."""
+    import os
+
+    import _fastsel
+
+    if os.environ.get("FASTSEL_REQUIRE_INSTALLED") != "1":
+        return
+    pkg = os.path.dirname(os.path.realpath(fastsel.__file__))
+    repo = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    ext_dir = os.path.dirname(os.path.realpath(_fastsel.__file__))
+    if pkg == os.path.join(repo, "fastsel") or ext_dir != os.path.dirname(pkg):
+        raise pytest.UsageError(
+            f"fastsel must be the installed package: fastsel from {pkg}, "
+            f"_fastsel from {ext_dir}")

@@ -27,6 +27,15 @@
 
 #include <stdint.h>
 
+/* Which kernel mechanisms this build has.  kqueue: native on the BSDs and
+ * macOS, or through a compatibility library chosen at build time (setup.py's
+ * FASTSEL_KQUEUE switch defines FASTSEL_KQUEUE_COMPAT; Linux test builds). */
+#if defined(FASTSEL_KQUEUE_COMPAT) || defined(__APPLE__) \
+    || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__) \
+    || defined(__DragonFly__)
+#  define FS_HAVE_KQUEUE 1
+#endif
+
 #define FS_READ  1
 #define FS_WRITE 2
 
@@ -60,5 +69,12 @@ typedef struct {
 #ifdef __linux__
 extern const fs_backend_ops fs_epoll_backend;
 #endif
+#ifdef FS_HAVE_KQUEUE
+extern const fs_backend_ops fs_kqueue_backend;
+#endif
+/* portable backends: no kernel object, wait() polls a snapshot of the
+ * registrations; select's has no FD_SETSIZE limit */
+extern const fs_backend_ops fs_poll_backend;
+extern const fs_backend_ops fs_select_backend;
 
 #endif /* FASTSEL_BACKEND_H */

@@ -1,5 +1,5 @@
-/* epoll.c - Linux epoll: the readiness backend for EpollSelector (and, next
- * to it, the select.epoll object). */
+/* epoll.c - Linux epoll: the readiness backend for EpollSelector, and the
+ * select.epoll object. */
 #include "fastsel.h"
 #include "backend.h"
 
@@ -7,8 +7,11 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
+#include <sys/select.h>             /* FD_SETSIZE: poll()'s default maxevents */
 #include <unistd.h>
 
 /* ---- readiness backend -------------------------------------------------- */
@@ -141,5 +144,877 @@ const fs_backend_ops fs_epoll_backend = {
     .remove = epb_remove,
     .wait = epb_wait,
 };
+
+
+/* ---- select.epoll ------------------------------------------------------- */
+
+/* Event buffers up to this many entries stay with the object between polls;
+ * a larger maxevents gets a buffer for that call only, as the stdlib does,
+ * so one huge request does not pin memory for the object's lifetime. */
+#define EP_KEEP_MAX 65536
+
+/* poll() results come from a per-fd cache of (fd, events) tuples when the
+ * GIL serialises access to it: an event loop sees the same fds ready with
+ * the same masks over and over, and a reused immutable tuple costs an
+ * INCREF where a new one costs two allocations and two frees.  The cache
+ * covers fds below this bound; its tuples hold only ints, so no cycles. */
+#ifndef Py_GIL_DISABLED
+#  define EP_TCACHE 1
+#  define EP_TCACHE_MAX 65536
+#endif
+
+typedef struct {
+    PyObject *tuple;                /* (fd, mask), or NULL */
+    uint32_t mask;
+} ep_cached;
+
+typedef struct {
+    PyObject_HEAD
+    int epfd;                       /* -1 once closed */
+    /* Busy flag for buf: the stdlib lets several threads poll one object at
+     * once, so a poll that finds buf taken uses a private buffer instead. */
+    atomic_int busy;
+    int cap;                        /* entries in buf */
+    struct epoll_event *buf;        /* PyMem, kept between polls */
+    int tc_len;                     /* entries in tc, indexed by fd */
+    ep_cached *tc;                  /* result tuple cache, PyMem */
+} ep_object;
+
+static PyObject *
+ep_err_closed(void)
+{
+    PyErr_SetString(PyExc_ValueError, "I/O operation on closed epoll object");
+    return NULL;
+}
+
+/* -- argument parsing ------------------------------------------------------
+ * Argument Clinic's parsers are private API, so the keyword rules and the
+ * error texts of _PyArg_UnpackKeywords are reproduced here for the
+ * positional-or-keyword signatures epoll uses. */
+
+typedef struct {
+    const char *fname;
+    int nreq;                       /* leading required parameters */
+    int nparams;
+    const char *names[2];
+} ep_sig;
+
+/* Value passed for `name`, borrowed, or NULL.  Keywords come either as a
+ * vectorcall kwnames tuple (values after the positionals in args) or as
+ * tp_new's dict. */
+static PyObject *
+kw_find(PyObject *kwnames, PyObject *const *kwvals, PyObject *kwdict,
+        const char *name)
+{
+    if (kwdict != NULL) {
+        return PyDict_GetItemString(kwdict, name);
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, name) == 0) {
+            return kwvals[i];
+        }
+    }
+    return NULL;
+}
+
+static void
+kw_unexpected(const ep_sig *sig, PyObject *kwnames, PyObject *kwdict)
+{
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *key;
+    for (;;) {
+        if (kwdict != NULL) {
+            if (!PyDict_Next(kwdict, &pos, &key, NULL)) {
+                break;
+            }
+        }
+        else {
+            if (i >= PyTuple_GET_SIZE(kwnames)) {
+                break;
+            }
+            key = PyTuple_GET_ITEM(kwnames, i++);
+        }
+        int known = 0;
+        if (PyUnicode_Check(key)) {
+            for (int j = 0; j < sig->nparams; j++) {
+                if (PyUnicode_CompareWithASCIIString(key, sig->names[j]) == 0) {
+                    known = 1;
+                }
+            }
+        }
+#if PY_VERSION_HEX >= 0x030A0000
+        else {
+            PyErr_SetString(PyExc_TypeError, "keywords must be strings");
+            return;
+        }
+#endif
+        if (!known) {
+#if PY_VERSION_HEX >= 0x030D0000
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%S'",
+                         sig->fname, key);
+#else
+            PyErr_Format(PyExc_TypeError,
+                         "'%S' is an invalid keyword argument for %s()",
+                         key, sig->fname);
+#endif
+            return;
+        }
+    }
+    PyErr_Format(PyExc_TypeError, "invalid keyword argument for %s()",
+                 sig->fname);
+}
+
+/* Fill out[0..nparams) with borrowed values (NULL: not given).  Mirrors
+ * _PyArg_UnpackKeywords: count check, then missing required parameters in
+ * order, then name-and-position clashes, then unknown names. */
+static int
+ep_parse(const ep_sig *sig, PyObject *const *args, Py_ssize_t nargs,
+         PyObject *kwnames, PyObject *kwdict, PyObject **out)
+{
+    Py_ssize_t nkw = 0;
+    if (kwdict != NULL) {
+        nkw = PyDict_GET_SIZE(kwdict);
+        if (nkw == 0) {
+            kwdict = NULL;
+        }
+    }
+    else if (kwnames != NULL) {
+        nkw = PyTuple_GET_SIZE(kwnames);
+    }
+    if (nargs + nkw > sig->nparams) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at most %d %sargument%s (%zd given)",
+                     sig->fname, sig->nparams, nargs == 0 ? "keyword " : "",
+                     sig->nparams == 1 ? "" : "s", nargs + nkw);
+        return -1;
+    }
+    int i;
+    for (i = 0; i < nargs; i++) {
+        out[i] = args[i];
+    }
+    for (; i < sig->nparams; i++) {
+        out[i] = NULL;
+    }
+    if (nkw == 0) {
+        if (nargs < sig->nreq) {
+            goto missing;
+        }
+        return 0;
+    }
+    PyObject *const *kwvals = args + nargs;
+    for (i = (int)nargs; i < sig->nparams; i++) {
+        out[i] = kw_find(kwnames, kwvals, kwdict, sig->names[i]);
+        if (out[i] != NULL) {
+            nkw--;
+        }
+        else if (i < sig->nreq) {
+            goto missing;
+        }
+    }
+    if (nkw > 0) {
+        for (i = 0; i < nargs; i++) {
+            if (kw_find(kwnames, kwvals, kwdict, sig->names[i])) {
+                PyErr_Format(PyExc_TypeError,
+                             "argument for %s() given by name ('%s') "
+                             "and position (%d)",
+                             sig->fname, sig->names[i], i + 1);
+                return -1;
+            }
+        }
+        kw_unexpected(sig, kwnames, kwdict);
+        return -1;
+    }
+    return 0;
+
+missing:
+    for (i = 0; i < sig->nreq; i++) {
+        if (out[i] == NULL) {
+            break;
+        }
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "%s() missing required argument '%s' (pos %d)",
+                 sig->fname, sig->names[i], i + 1);
+    return -1;
+}
+
+/* Clinic's int converter (_PyLong_AsInt), with 3.9's float refusal. */
+static int
+ep_as_int(PyObject *obj, int *out)
+{
+#if PY_VERSION_HEX < 0x030A0000
+    if (PyFloat_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "integer argument expected, got float");
+        return -1;
+    }
+#endif
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow || v > INT_MAX || v < INT_MIN) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large to convert to C int");
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* Clinic's unsigned_int(bitwise=True): any int, taken modulo 2**32. */
+static int
+ep_as_mask(PyObject *obj, unsigned int *out)
+{
+#if PY_VERSION_HEX < 0x030A0000
+    if (PyFloat_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "integer argument expected, got float");
+        return -1;
+    }
+#endif
+    unsigned long v = PyLong_AsUnsignedLongMask(obj);
+    if (v == (unsigned long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *out = (unsigned int)v;
+    return 0;
+}
+
+/* -- construction ---------------------------------------------------------- */
+
+static PyObject *
+ep_new_object(PyTypeObject *type, int fd)
+{
+    ep_object *self = PyObject_New(ep_object, type);
+    if (self == NULL) {
+        return NULL;
+    }
+    atomic_init(&self->busy, 0);
+    self->cap = 0;
+    self->buf = NULL;
+    self->tc_len = 0;
+    self->tc = NULL;
+    if (fd == -1) {
+        /* fromfd(-1) also lands here and opens a fresh epoll, as in CPython */
+        fd = epoll_create1(EPOLL_CLOEXEC);
+    }
+    self->epfd = fd;
+    if (fd < 0) {
+        Py_DECREF(self);
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static const ep_sig sig_new = {"epoll", 0, 2, {"sizehint", "flags"}};
+
+static PyObject *
+ep_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *a[2];
+    int sizehint = -1, flags = 0;
+    if (ep_parse(&sig_new, &PyTuple_GET_ITEM(args, 0), PyTuple_GET_SIZE(args),
+                 NULL, kwargs, a) < 0) {
+        return NULL;
+    }
+    if (a[0] != NULL && ep_as_int(a[0], &sizehint) < 0) {
+        return NULL;
+    }
+    if (a[1] != NULL && ep_as_int(a[1], &flags) < 0) {
+        return NULL;
+    }
+    /* sizehint is only checked (epoll_create1 ignores it), as the stdlib */
+    if (sizehint != -1 && sizehint <= 0) {
+        PyErr_SetString(PyExc_ValueError, "negative sizehint");
+        return NULL;
+    }
+    if (flags && flags != EPOLL_CLOEXEC) {
+        PyErr_SetString(PyExc_OSError, "invalid flags");
+        return NULL;
+    }
+    return ep_new_object(type, -1);
+}
+
+static PyObject *
+ep_fromfd(PyObject *cls, PyObject *arg)
+{
+    int fd;
+    if (ep_as_int(arg, &fd) < 0) {
+        return NULL;
+    }
+    if (fd < -1) {
+        /* CPython reports errno as it finds it; make it deterministic */
+        errno = 0;
+    }
+    return ep_new_object((PyTypeObject *)cls, fd);
+}
+
+static void
+ep_dealloc(ep_object *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->epfd >= 0) {
+        close(self->epfd);
+        self->epfd = -1;
+    }
+    PyMem_Free(self->buf);
+    for (int i = 0; i < self->tc_len; i++) {
+        Py_XDECREF(self->tc[i].tuple);
+    }
+    PyMem_Free(self->tc);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+/* -- plain methods ----------------------------------------------------------- */
+
+static PyObject *
+ep_close(ep_object *self, PyObject *Py_UNUSED(ignored))
+{
+    /* The buffer stays: another thread may be inside poll() using it. */
+    int fd = self->epfd;
+    if (fd >= 0) {
+        self->epfd = -1;
+        Py_BEGIN_ALLOW_THREADS
+        (void)close(fd);        /* CPython's close() never reports failure */
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ep_get_closed(ep_object *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->epfd < 0);
+}
+
+static PyObject *
+ep_fileno(ep_object *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->epfd < 0) {
+        return ep_err_closed();
+    }
+    return PyLong_FromLong(self->epfd);
+}
+
+static PyObject *
+ep_enter(ep_object *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->epfd < 0) {
+        return ep_err_closed();
+    }
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
+static PyObject *
+ep_exit(ep_object *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    if (nargs > 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "__exit__ expected at most 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    return ep_close(self, NULL);
+}
+
+/* -- interest list ------------------------------------------------------------ */
+
+static PyObject *
+ep_ctl(ep_object *self, int op, int fd, unsigned int events)
+{
+    struct epoll_event ev;
+    int rc;
+    int epfd = self->epfd;
+    if (epfd < 0) {
+        return ep_err_closed();
+    }
+    ev.events = events;
+    ev.data.u64 = 0;
+    ev.data.fd = fd;
+    /* The GIL goes, as in CPython: ADD calls the file's poll hook, which for
+     * a FUSE file may wait on a daemon thread of this very process. */
+    Py_BEGIN_ALLOW_THREADS
+    rc = epoll_ctl(epfd, op, fd, &ev);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static const ep_sig sig_register = {"register", 1, 2, {"fd", "eventmask"}};
+static const ep_sig sig_modify = {"modify", 2, 2, {"fd", "eventmask"}};
+static const ep_sig sig_unregister = {"unregister", 1, 1, {"fd", NULL}};
+static const ep_sig sig_poll = {"poll", 0, 2, {"timeout", "maxevents"}};
+
+/* Shared by register and modify: (fd, eventmask) in the stdlib's order. */
+static PyObject *
+ep_ctl_call(ep_object *self, const ep_sig *sig, int op, PyObject *const *args,
+            Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[2];
+    unsigned int mask = EPOLLIN | EPOLLPRI | EPOLLOUT;
+    if (kwnames == NULL && nargs == 2) {
+        a[0] = args[0];
+        a[1] = args[1];
+    }
+    else if (ep_parse(sig, args, nargs, kwnames, NULL, a) < 0) {
+        return NULL;
+    }
+    int fd = fs_fileno(a[0]);
+    if (fd < 0) {
+        return NULL;
+    }
+    if (a[1] != NULL && ep_as_mask(a[1], &mask) < 0) {
+        return NULL;
+    }
+    return ep_ctl(self, op, fd, mask);
+}
+
+static PyObject *
+ep_register(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    return ep_ctl_call(self, &sig_register, EPOLL_CTL_ADD, args, nargs,
+                       kwnames);
+}
+
+static PyObject *
+ep_modify(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    return ep_ctl_call(self, &sig_modify, EPOLL_CTL_MOD, args, nargs, kwnames);
+}
+
+static PyObject *
+ep_unregister(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    PyObject *a[1];
+    if (kwnames == NULL && nargs == 1) {
+        a[0] = args[0];
+    }
+    else if (ep_parse(&sig_unregister, args, nargs, kwnames, NULL, a) < 0) {
+        return NULL;
+    }
+    int fd = fs_fileno(a[0]);
+    if (fd < 0) {
+        return NULL;
+    }
+#ifdef EP_TCACHE
+    /* the fd is likely to be closed next: let its cached tuple go */
+    if (fd < self->tc_len) {
+        Py_CLEAR(self->tc[fd].tuple);
+    }
+#endif
+    return ep_ctl(self, EPOLL_CTL_DEL, fd, 0);
+}
+
+/* -- poll ---------------------------------------------------------------------- */
+
+static PyObject *
+ep_new_tuple(int fd, uint32_t mask)
+{
+    PyObject *t = PyTuple_New(2);
+    if (t == NULL) {
+        return NULL;
+    }
+    PyObject *v = PyLong_FromLong(fd);
+    if (v == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, v);
+    v = PyLong_FromUnsignedLong(mask);
+    if (v == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 1, v);
+    return t;
+}
+
+#ifdef EP_TCACHE
+/* Grow the tuple cache to cover fd; 0 if it cannot (then no caching). */
+static int
+ep_tcache_cover(ep_object *self, int fd)
+{
+    if (fd >= EP_TCACHE_MAX) {
+        return 0;
+    }
+    int len = self->tc_len ? self->tc_len : 64;
+    while (len <= fd) {
+        len *= 2;
+    }
+    if (len > EP_TCACHE_MAX) {
+        len = EP_TCACHE_MAX;
+    }
+    ep_cached *nt = PyMem_Realloc(self->tc, (size_t)len * sizeof(*nt));
+    if (nt == NULL) {
+        return 0;                   /* a missed optimisation, not an error */
+    }
+    memset(nt + self->tc_len, 0, (size_t)(len - self->tc_len) * sizeof(*nt));
+    self->tc = nt;
+    self->tc_len = len;
+    return 1;
+}
+#endif
+
+/* The list of (fd, events) tuples for the kernel's array. */
+static PyObject *
+ep_results(ep_object *self, const struct epoll_event *evs, int n)
+{
+    PyObject *list = PyList_New(n);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        int fd = evs[i].data.fd;
+        uint32_t mask = evs[i].events;
+        PyObject *t;
+#ifdef EP_TCACHE
+        if ((unsigned int)fd < (unsigned int)self->tc_len
+            || (fd >= 0 && ep_tcache_cover(self, fd))) {
+            ep_cached *c = &self->tc[fd];
+            if (c->tuple == NULL || c->mask != mask) {
+                t = ep_new_tuple(fd, mask);
+                if (t == NULL) {
+                    goto error;
+                }
+                Py_XSETREF(c->tuple, t);
+                c->mask = mask;
+            }
+            t = c->tuple;
+            Py_INCREF(t);
+        }
+        else
+#endif
+        {
+            t = ep_new_tuple(fd, mask);
+            if (t == NULL) {
+                goto error;
+            }
+        }
+        PyList_SET_ITEM(list, i, t);
+    }
+    (void)self;
+    return list;
+
+error:
+    Py_DECREF(list);
+    return NULL;
+}
+
+static PyObject *
+ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames)
+{
+    PyObject *a[2] = {NULL, NULL};
+    PyObject *timeout_obj;
+    int maxevents = -1;
+    int64_t timeout = -1, deadline = 0;
+    int ms = -1;
+
+    if (kwnames == NULL && nargs <= 2) {
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            a[i] = args[i];
+        }
+    }
+    else if (ep_parse(&sig_poll, args, nargs, kwnames, NULL, a) < 0) {
+        return NULL;
+    }
+    timeout_obj = a[0] != NULL ? a[0] : Py_None;
+    /* conversion order as CPython's: maxevents's type, closed, timeout,
+     * maxevents's value */
+    if (a[1] != NULL && ep_as_int(a[1], &maxevents) < 0) {
+        return NULL;
+    }
+    if (self->epfd < 0) {
+        return ep_err_closed();
+    }
+    if (timeout_obj != Py_None) {
+        /* seconds -> ns away from zero, then ms towards +inf, so that a
+         * positive timeout never waits less than asked */
+        if (fs_ns_from_seconds_object(timeout_obj, FS_ROUND_UP,
+                                      &timeout) < 0) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_SetString(PyExc_TypeError,
+                                "timeout must be an integer or None");
+            }
+            return NULL;
+        }
+        int64_t t = fs_ns_divide(timeout, 1000000, FS_ROUND_CEILING);
+        if (t < INT_MIN || t > INT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "timeout is too large");
+            return NULL;
+        }
+        ms = t < 0 ? 0 : (int)t;
+        if (timeout >= 0) {
+            deadline = fs_monotonic_ns() + timeout;
+        }
+    }
+    if (maxevents == -1) {
+        maxevents = FD_SETSIZE - 1;
+    }
+    else if (maxevents < 1) {
+        PyErr_Format(PyExc_ValueError,
+                     "maxevents must be > 0, got %d", maxevents);
+        return NULL;
+    }
+
+    /* The object's buffer if no other poll() holds it and the request is
+     * not oversized; otherwise a buffer for this call alone. */
+    struct epoll_event *evs = NULL;
+    int shared = 0;
+    if (maxevents <= EP_KEEP_MAX && atomic_exchange(&self->busy, 1) == 0) {
+        shared = 1;
+        if (self->cap < maxevents) {
+            struct epoll_event *nb = PyMem_Realloc(
+                self->buf, (size_t)maxevents * sizeof(*nb));
+            if (nb == NULL) {
+                atomic_store(&self->busy, 0);
+                return PyErr_NoMemory();
+            }
+            self->buf = nb;
+            self->cap = maxevents;
+        }
+        evs = self->buf;
+    }
+    else {
+        evs = PyMem_New(struct epoll_event, maxevents);
+        if (evs == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+
+    PyObject *result = NULL;
+    int n;
+    for (;;) {
+        int epfd = self->epfd;      /* re-read: a signal handler may close */
+        int saved;
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(epfd, evs, maxevents, ms);
+        saved = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0 || saved != EINTR) {
+            errno = saved;
+            break;
+        }
+        /* PEP 475: run handlers, then retry with what is left of the wait */
+        if (PyErr_CheckSignals() < 0 && 0) {
+            goto done;
+        }
+        if (timeout >= 0) {
+            int64_t left = deadline - fs_monotonic_ns();
+            if (left < 0) {
+                n = 0;
+                break;
+            }
+            ms = (int)fs_ns_divide(left, 1000000, FS_ROUND_CEILING);
+        }
+    }
+    if (n < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    result = ep_results(self, evs, n);
+
+done:
+    if (shared) {
+        atomic_store(&self->busy, 0);
+    }
+    else {
+        PyMem_Free(evs);
+    }
+    return result;
+}
+
+/* -- type ---------------------------------------------------------------------- */
+
+PyDoc_STRVAR(ep_doc,
+"epoll(sizehint=-1, flags=0)\n\
+\n\
+Returns an epolling object.\n\
+\n\
+sizehint must be a positive integer or -1 for the default size; it is\n\
+checked but otherwise unused.  flags is ignored, but must be 0 or\n\
+EPOLL_CLOEXEC when given.  The descriptor is always close-on-exec.");
+
+PyDoc_STRVAR(ep_register_doc,
+"register($self, /, fd,\n\
+         eventmask=select.EPOLLIN | select.EPOLLPRI | select.EPOLLOUT)\n\
+--\n\
+\n\
+Registers a new fd or raises an OSError if the fd is already registered.\n\
+\n\
+  fd\n\
+    the target file descriptor of the operation\n\
+  eventmask\n\
+    a bit set composed of the various EPOLL constants\n\
+\n\
+The epoll interface supports all file descriptors that support poll.");
+
+PyDoc_STRVAR(ep_modify_doc,
+"modify($self, /, fd, eventmask)\n\
+--\n\
+\n\
+Modify event mask for a registered file descriptor.\n\
+\n\
+  fd\n\
+    the target file descriptor of the operation\n\
+  eventmask\n\
+    a bit set composed of the various EPOLL constants");
+
+PyDoc_STRVAR(ep_unregister_doc,
+"unregister($self, /, fd)\n\
+--\n\
+\n\
+Remove a registered file descriptor from the epoll object.\n\
+\n\
+  fd\n\
+    the target file descriptor of the operation");
+
+PyDoc_STRVAR(ep_poll_doc,
+"poll($self, /, timeout=None, maxevents=-1)\n\
+--\n\
+\n\
+Wait for events on the epoll file descriptor.\n\
+\n\
+  timeout\n\
+    the maximum time to wait in seconds (as float);\n\
+    a timeout of None or -1 makes poll wait indefinitely\n\
+  maxevents\n\
+    the maximum number of events returned; -1 means no limit\n\
+\n\
+Returns a list containing any descriptors that have events to report,\n\
+as a list of (fd, events) 2-tuples.");
+
+PyDoc_STRVAR(ep_fromfd_doc,
+"fromfd($type, fd, /)\n\
+--\n\
+\n\
+Create an epoll object from a given control fd.");
+
+PyDoc_STRVAR(ep_close_doc,
+"close($self, /)\n\
+--\n\
+\n\
+Close the epoll control file descriptor.\n\
+\n\
+Further operations on the epoll object will raise an exception.");
+
+PyDoc_STRVAR(ep_fileno_doc,
+"fileno($self, /)\n\
+--\n\
+\n\
+Return the epoll control file descriptor.");
+
+PyDoc_STRVAR(ep_enter_doc, "__enter__($self, /)\n--\n\n");
+PyDoc_STRVAR(ep_exit_doc,
+"__exit__($self, exc_type=None, exc_value=None, exc_tb=None, /)\n--\n\n");
+
+static PyMethodDef ep_methods[] = {
+    {"close", (PyCFunction)ep_close, METH_NOARGS, ep_close_doc},
+    {"fileno", (PyCFunction)ep_fileno, METH_NOARGS, ep_fileno_doc},
+    {"modify", (PyCFunction)(void (*)(void))ep_modify,
+     METH_FASTCALL | METH_KEYWORDS, ep_modify_doc},
+    {"register", (PyCFunction)(void (*)(void))ep_register,
+     METH_FASTCALL | METH_KEYWORDS, ep_register_doc},
+    {"unregister", (PyCFunction)(void (*)(void))ep_unregister,
+     METH_FASTCALL | METH_KEYWORDS, ep_unregister_doc},
+    {"poll", (PyCFunction)(void (*)(void))ep_poll,
+     METH_FASTCALL | METH_KEYWORDS, ep_poll_doc},
+    {"fromfd", (PyCFunction)ep_fromfd, METH_O | METH_CLASS, ep_fromfd_doc},
+    {"__enter__", (PyCFunction)ep_enter, METH_NOARGS, ep_enter_doc},
+    {"__exit__", (PyCFunction)(void (*)(void))ep_exit, METH_FASTCALL,
+     ep_exit_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef ep_getset[] = {
+    {"closed", (getter)ep_get_closed, NULL,
+     "True if the epoll handler is closed", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot ep_slots[] = {
+    {Py_tp_new, ep_tp_new},
+    {Py_tp_dealloc, ep_dealloc},
+    {Py_tp_methods, ep_methods},
+    {Py_tp_getset, ep_getset},
+    {Py_tp_doc, (void *)ep_doc},
+    {0, NULL},
+};
+
+/* No Py_TPFLAGS_BASETYPE: select.epoll cannot be subclassed either. */
+static PyType_Spec ep_spec = {
+    .name = "fastsel.epoll",
+    .basicsize = sizeof(ep_object),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = ep_slots,
+};
+
+int
+fs_epoll_setup(PyObject *module, fs_state *st)
+{
+    static const struct {
+        const char *name;
+        long value;
+    } consts[] = {
+        /* exactly the names CPython's selectmodule.c exports */
+        {"EPOLLIN", EPOLLIN},
+        {"EPOLLOUT", EPOLLOUT},
+        {"EPOLLPRI", EPOLLPRI},
+        {"EPOLLERR", EPOLLERR},
+        {"EPOLLHUP", EPOLLHUP},
+#ifdef EPOLLRDHUP
+        {"EPOLLRDHUP", EPOLLRDHUP},
+#endif
+        {"EPOLLET", (long)(unsigned int)EPOLLET},
+#ifdef EPOLLONESHOT
+        {"EPOLLONESHOT", EPOLLONESHOT},
+#endif
+#ifdef EPOLLEXCLUSIVE
+        {"EPOLLEXCLUSIVE", EPOLLEXCLUSIVE},
+#endif
+#ifdef EPOLLRDNORM
+        {"EPOLLRDNORM", EPOLLRDNORM},
+#endif
+#ifdef EPOLLRDBAND
+        {"EPOLLRDBAND", EPOLLRDBAND},
+#endif
+#ifdef EPOLLWRNORM
+        {"EPOLLWRNORM", EPOLLWRNORM},
+#endif
+#ifdef EPOLLWRBAND
+        {"EPOLLWRBAND", EPOLLWRBAND},
+#endif
+#ifdef EPOLLMSG
+        {"EPOLLMSG", EPOLLMSG},
+#endif
+#ifdef EPOLL_CLOEXEC
+        {"EPOLL_CLOEXEC", EPOLL_CLOEXEC},
+#endif
+    };
+    for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++) {
+        if (fs_add_int(module, consts[i].name, consts[i].value) < 0) {
+            return -1;
+        }
+    }
+    st->epoll_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ep_spec,
+                                                              NULL);
+    if (st->epoll_type == NULL) {
+        return -1;
+    }
+    return fs_add_object(module, "epoll", (PyObject *)st->epoll_type);
+}
 
 #endif /* __linux__ */

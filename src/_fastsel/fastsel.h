@@ -8,11 +8,23 @@
 
 #include <stdint.h>
 
+#include "backend.h"            /* FS_HAVE_*: the mechanisms this build has */
+
 /* Per-module state (PEP 489/573).  Objects keep a borrowed pointer to it:
  * their heap type owns the module, so the state outlives every instance. */
 typedef struct {
     PyTypeObject *poll_type;
     PyObject *str_fileno;           /* interned "fileno" */
+    PyTypeObject *kqueue_type;      /* NULL unless FS_HAVE_KQUEUE */
+    PyTypeObject *kevent_type;
+    PyTypeObject *epoll_type;       /* NULL off Linux */
+    /* selector.c */
+    PyObject *selector_key_type;    /* the stdlib's selectors.SelectorKey */
+    PyTypeObject *selector_base_type;
+    PyTypeObject *selector_types[4];    /* Epoll, Poll, Select, Kqueue */
+    PyTypeObject *selmap_base_type;
+    PyObject *selmap_type;          /* its Python subclass with Mapping */
+    PyTypeObject *selmap_iter_type;
 } fs_state;
 
 static inline fs_state *
@@ -54,5 +66,14 @@ int fs_add_object(PyObject *module, const char *name, PyObject *value);
 /* --- per-file setup hooks, called from the module's exec slot ------------ */
 int fs_select_setup(PyObject *module, fs_state *st);
 int fs_poll_setup(PyObject *module, fs_state *st);
+int fs_selector_setup(PyObject *module, fs_state *st);
+int fs_selector_traverse(fs_state *st, visitproc visit, void *arg);
+void fs_selector_clear(fs_state *st);
+#ifdef FS_HAVE_KQUEUE
+int fs_kqueue_setup(PyObject *module, fs_state *st);
+#endif
+#ifdef __linux__
+int fs_epoll_setup(PyObject *module, fs_state *st);
+#endif
 
 #endif /* FASTSEL_H */

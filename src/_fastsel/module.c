@@ -8,6 +8,15 @@ typedef int (*fs_setup_fn)(PyObject *, fs_state *);
 /* Each object file contributes its types, functions and constants here. */
 static const fs_setup_fn setup_hooks[] = {
     NULL,   /* keeps the array non-empty; entries are added per object file */
+    fs_select_setup,
+    fs_poll_setup,
+#ifdef FS_HAVE_KQUEUE
+    fs_kqueue_setup,
+#endif
+#ifdef __linux__
+    fs_epoll_setup,
+#endif
+    fs_selector_setup,      /* last: the selector classes use the backends */
 };
 
 static int
@@ -41,6 +50,12 @@ fastsel_traverse(PyObject *module, visitproc visit, void *arg)
 {
     fs_state *st = fs_get_state(module);
     Py_VISIT(st->poll_type);
+    Py_VISIT(st->kqueue_type);
+    Py_VISIT(st->kevent_type);
+    Py_VISIT(st->epoll_type);
+    if (fs_selector_traverse(st, visit, arg)) {
+        return -1;
+    }
     return 0;
 }
 
@@ -49,6 +64,10 @@ fastsel_clear(PyObject *module)
 {
     fs_state *st = fs_get_state(module);
     Py_CLEAR(st->poll_type);
+    Py_CLEAR(st->kqueue_type);
+    Py_CLEAR(st->kevent_type);
+    Py_CLEAR(st->epoll_type);
+    fs_selector_clear(st);
     Py_CLEAR(st->str_fileno);
     return 0;
 }

@@ -1,0 +1,107 @@
+"""python -m fastsel: run a program with ``select``/``selectors`` served by fastsel.
+
+    python -m fastsel PROGRAM.py [ARGS...]
+    python -m fastsel -m MODULE [ARGS...]
+
+``fastsel.install()`` is called, then the program runs as under plain
+``python``: its own ``sys.argv``, ``__name__ == "__main__"``, ``sys.path[0]``
+(the script's directory, or the current directory with ``-m``), its exit
+status, and a traceback that starts at the program's own code.
+"""
+from __future__ import annotations
+
+import os
+import runpy
+import signal
+import sys
+from types import TracebackType
+from typing import List, Optional
+
+USAGE = """\
+usage: python -m fastsel PROGRAM.py [ARGS...]
+       python -m fastsel -m MODULE [ARGS...]
+
+Runs PROGRAM.py (or MODULE, like `python -m MODULE`) with `import select` and
+`import selectors` served by fastsel (see fastsel.install())."""
+
+
+def _user_traceback(tb: Optional[TracebackType]) -> Optional[TracebackType]:
+    """Drop the leading frames of this launcher and runpy."""
+    ours = globals()
+    while tb is not None and (tb.tb_frame.f_globals is ours
+                              or tb.tb_frame.f_globals.get("__name__") == "runpy"):
+        tb = tb.tb_next
+    return tb
+
+
+def _die_like_python(exc: BaseException) -> None:
+    """Report an uncaught exception the way the interpreter does, then exit."""
+    tb = _user_traceback(exc.__traceback__)
+    # the display reads the exception's own __traceback__, so trim that
+    exc = exc.with_traceback(tb)
+    sys.excepthook(type(exc), exc, tb)
+    if isinstance(exc, KeyboardInterrupt):
+        # CPython exits through SIGINT's default action so the parent sees it
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+    sys.exit(1)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stdout if args else sys.stderr)
+        sys.exit(0 if args else 2)
+
+    import fastsel
+
+    if args[0] == "-m":
+        if len(args) < 2:
+            print("Argument expected for the -m option\n" + USAGE, file=sys.stderr)
+            sys.exit(2)
+        module = args[1]
+        import importlib.util
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            print(f"{sys.executable}: No module named {module}", file=sys.stderr)
+            sys.exit(1)
+        sys.argv[:] = [module] + args[2:]     # run_module puts the file in argv[0]
+        fastsel.install()
+        run = lambda: runpy.run_module(module, run_name="__main__", alter_sys=True)  # noqa: E731
+    else:
+        if args[0].startswith("-"):
+            print(f"unknown option {args[0]}\n" + USAGE, file=sys.stderr)
+            sys.exit(2)
+        path = args[0]
+        if not os.path.exists(path):
+            print(f"{sys.executable}: can't open file {os.path.abspath(path)!r}: "
+                  "[Errno 2] No such file or directory", file=sys.stderr)
+            sys.exit(2)
+        sys.argv[:] = args
+        # `python prog.py` puts the script's directory first on sys.path,
+        # where `python -m fastsel` put the current directory.
+        script_dir = os.path.dirname(os.path.realpath(path))
+        if sys.path and sys.path[0] in ("", os.getcwd()):
+            sys.path[0] = script_dir
+        else:
+            sys.path.insert(0, script_dir)
+        fastsel.install()
+        run = lambda: runpy.run_path(path, run_name="__main__")  # noqa: E731
+
+    try:
+        run()
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - reported like the interpreter
+        _die_like_python(exc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,523 @@
+/* poll.c - select.poll() objects and the poll(2) backend of the selectors. */
+#include "fastsel.h"
+#include "fdtab.h"
+
+#include <limits.h>
+#include <poll.h>
+
+typedef struct {
+    PyObject_HEAD
+    fs_state *st;
+    fs_fdtab tab;           /* registrations, in registration order */
+    /* What poll(2) runs on: a copy of tab taken with the GIL when tab has
+     * changed, so register()/unregister() from another thread during a poll
+     * never resize or free the memory the kernel is writing to. */
+    struct pollfd *pfd;
+    int plen, pcap;
+    int dirty;
+    int running;            /* a poll() is waiting (issue 8865) */
+} fs_poll;
+
+/* --- argument helpers --------------------------------------------------- */
+
+static int
+no_kwargs(PyObject *kwnames, const char *funcname)
+{
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments",
+                     funcname);
+        return -1;
+    }
+    return 0;
+}
+
+/* Argument Clinic's _PyArg_CheckPositional texts. */
+static int
+check_positional(const char *name, Py_ssize_t nargs, Py_ssize_t min,
+                 Py_ssize_t max)
+{
+    if (nargs < min) {
+        PyErr_Format(PyExc_TypeError, "%s expected %s%zd argument%s, got %zd",
+                     name, min == max ? "" : "at least ", min,
+                     min == 1 ? "" : "s", nargs);
+        return -1;
+    }
+    if (nargs > max) {
+        PyErr_Format(PyExc_TypeError, "%s expected %s%zd argument%s, got %zd",
+                     name, min == max ? "" : "at most ", max,
+                     max == 1 ? "" : "s", nargs);
+        return -1;
+    }
+    return 0;
+}
+
+/* The stdlib's "unsigned short" converter (_PyLong_UnsignedShort_Converter):
+ * ints only (no __index__), negative -> ValueError. */
+static int
+mask_converter(PyObject *obj, unsigned short *out)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError, "an integer is required");
+        return -1;
+    }
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow < 0 || (overflow == 0 && v < 0)) {
+        PyErr_SetString(PyExc_ValueError, "value must be positive");
+        return -1;
+    }
+    if (overflow > 0) {
+        /* past LONG_MAX: the stdlib's unsigned long conversion decides the
+         * exception text */
+        unsigned long u = PyLong_AsUnsignedLong(obj);
+        if (u == (unsigned long)-1 && PyErr_Occurred()) {
+            return -1;
+        }
+        v = LONG_MAX;
+    }
+    if (v > USHRT_MAX) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large for C unsigned short");
+        return -1;
+    }
+    *out = (unsigned short)v;
+    return 0;
+}
+
+/* --- the poll object ---------------------------------------------------- */
+
+static PyObject *
+poll_register(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    unsigned short mask = POLLIN | POLLPRI | POLLOUT;
+    if (no_kwargs(kwnames, "poll.register") < 0
+        || check_positional("register", nargs, 1, 2) < 0) {
+        return NULL;
+    }
+    int fd = fs_fileno(args[0]);
+    if (fd < 0) {
+        return NULL;
+    }
+    if (nargs == 2 && mask_converter(args[1], &mask) < 0) {
+        return NULL;
+    }
+    int idx = fdtab_find(&self->tab, fd);
+    if (idx >= 0) {
+        /* like a dict store: the fd keeps its place */
+        self->tab.ent[idx].events = (short)mask;
+    }
+    else if (fdtab_add(&self->tab, fd, (short)mask, 0) < 0) {
+        return PyErr_NoMemory();
+    }
+    self->dirty = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+poll_modify(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    unsigned short mask;
+    if (no_kwargs(kwnames, "poll.modify") < 0
+        || check_positional("modify", nargs, 2, 2) < 0) {
+        return NULL;
+    }
+    int fd = fs_fileno(args[0]);
+    if (fd < 0 || mask_converter(args[1], &mask) < 0) {
+        return NULL;
+    }
+    int idx = fdtab_find(&self->tab, fd);
+    if (idx < 0) {
+        errno = ENOENT;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    self->tab.ent[idx].events = (short)mask;
+    self->dirty = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+poll_unregister(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
+{
+    if (no_kwargs(kwnames, "poll.unregister") < 0) {
+        return NULL;
+    }
+    if (nargs != 1) {
+        /* the stdlib's unregister is METH_O */
+        PyErr_Format(PyExc_TypeError,
+                     "poll.unregister() takes exactly one argument (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    int fd = fs_fileno(args[0]);
+    if (fd < 0) {
+        return NULL;
+    }
+    int idx = fdtab_find(&self->tab, fd);
+    if (idx < 0) {
+        PyObject *key = PyLong_FromLong(fd);
+        if (key != NULL) {
+            /* a 1-tuple, as dict's KeyError, so a tuple key is not unpacked */
+            PyObject *tup = PyTuple_Pack(1, key);
+            if (tup != NULL) {
+                PyErr_SetObject(PyExc_KeyError, tup);
+                Py_DECREF(tup);
+            }
+            Py_DECREF(key);
+        }
+        return NULL;
+    }
+    fdtab_remove(&self->tab, idx);
+    self->dirty = 1;
+    Py_RETURN_NONE;
+}
+
+/* Refresh the private copy polled by poll() (GIL held, no poll running). */
+static int
+poll_sync(fs_poll *self)
+{
+    if (fdtab_compact(&self->tab) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int n = self->tab.len;
+    if (n > self->pcap) {
+        struct pollfd *pfd = PyMem_Realloc(self->pfd, (size_t)n * sizeof(*pfd));
+        if (pfd == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->pfd = pfd;
+        self->pcap = n;
+    }
+    if (n > 0) {
+        memcpy(self->pfd, self->tab.ent, (size_t)n * sizeof(*self->pfd));
+    }
+    self->plen = n;
+    self->dirty = 0;
+    return 0;
+}
+
+static PyObject *
+poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    int64_t timeout = -1, deadline = 0;
+    long long ms = -1;
+    if (no_kwargs(kwnames, "poll.poll") < 0
+        || check_positional("poll", nargs, 0, 1) < 0) {
+        return NULL;
+    }
+    if (nargs == 1 && args[0] != Py_None) {
+        if (fs_ns_from_ms_object(args[0], FS_ROUND_UP, &timeout) < 0) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_SetString(PyExc_TypeError,
+                                "timeout must be an integer or None");
+            }
+            return NULL;
+        }
+        ms = fs_ns_divide(timeout, 1000000, FS_ROUND_UP);
+        if (ms < INT_MIN || ms > INT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "timeout is too large");
+            return NULL;
+        }
+        if (timeout >= 0) {
+            deadline = fs_monotonic_ns() + timeout;
+        }
+    }
+    if (ms < 0) {
+        /* any negative timeout blocks; some systems want exactly INFTIM */
+#ifdef INFTIM
+        ms = INFTIM;
+#else
+        ms = -1;
+#endif
+    }
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "concurrent poll() invocation");
+        return NULL;
+    }
+    if (self->dirty && poll_sync(self) < 0) {
+        return NULL;
+    }
+
+    struct pollfd *pfd = self->pfd;
+    nfds_t nfd = (nfds_t)self->plen;
+    int n, err;
+    self->running = 1;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        n = poll(pfd, nfd, (int)ms);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0 || err != EINTR) {
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            self->running = 0;
+            return NULL;
+        }
+        if (timeout >= 0) {
+            int64_t left = deadline - fs_monotonic_ns();
+            if (left < 0) {
+                n = 0;
+                break;
+            }
+            ms = fs_ns_divide(left, 1000000, FS_ROUND_CEILING);
+        }
+    }
+    self->running = 0;
+    if (n < 0) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+
+    PyObject *result = PyList_New(n);
+    if (result == NULL) {
+        return NULL;
+    }
+    /* pfd is still ours: a concurrent poll() was refused and sync only runs
+     * from poll() */
+    for (int i = 0, j = 0; j < n && i < (int)nfd; i++) {
+        if (pfd[i].revents == 0) {
+            continue;
+        }
+        PyObject *tup = PyTuple_New(2);
+        if (tup == NULL) {
+            goto error;
+        }
+        PyList_SET_ITEM(result, j, tup);
+        j++;
+        PyObject *v = PyLong_FromLong(pfd[i].fd);
+        if (v == NULL) {
+            goto error;
+        }
+        PyTuple_SET_ITEM(tup, 0, v);
+        /* & 0xffff: revents is a short (POLLNVAL is 0x8000 on AIX) */
+        v = PyLong_FromLong(pfd[i].revents & 0xffff);
+        if (v == NULL) {
+            goto error;
+        }
+        PyTuple_SET_ITEM(tup, 1, v);
+    }
+    return result;
+
+error:
+    Py_DECREF(result);
+    return NULL;
+}
+
+static void
+poll_dealloc(fs_poll *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    fdtab_free(&self->tab);
+    PyMem_Free(self->pfd);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+#if PY_VERSION_HEX < 0x030A0000
+/* 3.9 has no Py_TPFLAGS_DISALLOW_INSTANTIATION; its select.poll says this */
+static PyObject *
+poll_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    (void)type;
+    (void)args;
+    (void)kwargs;
+    PyErr_SetString(PyExc_TypeError, "Cannot create 'poll' instances");
+    return NULL;
+}
+#endif
+
+static PyMethodDef poll_methods[] = {
+    {"register", (PyCFunction)(void (*)(void))poll_register,
+     METH_FASTCALL | METH_KEYWORDS,
+     PyDoc_STR("register($self, fd,\n"
+               "         eventmask=select.POLLIN | select.POLLPRI | select.POLLOUT, /)\n"
+               "--\n\n"
+               "Register a file descriptor with the polling object.")},
+    {"modify", (PyCFunction)(void (*)(void))poll_modify,
+     METH_FASTCALL | METH_KEYWORDS,
+     PyDoc_STR("modify($self, fd, eventmask, /)\n--\n\n"
+               "Modify an already registered file descriptor.")},
+    {"unregister", (PyCFunction)(void (*)(void))poll_unregister,
+     METH_FASTCALL | METH_KEYWORDS,
+     PyDoc_STR("unregister($self, fd, /)\n--\n\n"
+               "Remove a file descriptor being tracked by the polling object.")},
+    {"poll", (PyCFunction)(void (*)(void))poll_poll,
+     METH_FASTCALL | METH_KEYWORDS,
+     PyDoc_STR("poll($self, timeout=None, /)\n--\n\n"
+               "Polls the set of registered file descriptors.\n\n"
+               "Returns a list containing any descriptors that have events or\n"
+               "errors to report, as a list of (fd, event) 2-tuples.")},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot poll_slots[] = {
+    {Py_tp_dealloc, poll_dealloc},
+    {Py_tp_methods, poll_methods},
+#if PY_VERSION_HEX < 0x030A0000
+    {Py_tp_new, poll_tp_new},
+#endif
+    {0, NULL},
+};
+
+/* Named as the stdlib's type so that messages naming it are identical. */
+static PyType_Spec poll_spec = {
+    .name = "select.poll",
+    .basicsize = sizeof(fs_poll),
+    .flags = Py_TPFLAGS_DEFAULT
+#if PY_VERSION_HEX >= 0x030A0000
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE
+#endif
+    ,
+    .slots = poll_slots,
+};
+
+static PyObject *
+fs_poll_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    (void)args;
+    if (no_kwargs(kwnames, "select.poll") < 0) {
+        return NULL;
+    }
+    if (nargs != 0) {
+        PyErr_Format(PyExc_TypeError,
+                     "select.poll() takes no arguments (%zd given)", nargs);
+        return NULL;
+    }
+    fs_state *st = fs_get_state(module);
+    fs_poll *self = PyObject_New(fs_poll, st->poll_type);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->st = st;
+    fdtab_init(&self->tab, 0);
+    self->pfd = NULL;
+    self->plen = self->pcap = 0;
+    self->dirty = 0;
+    self->running = 0;
+    return (PyObject *)self;
+}
+
+static PyMethodDef poll_functions[] = {
+    {"poll", (PyCFunction)(void (*)(void))fs_poll_new,
+     METH_FASTCALL | METH_KEYWORDS,
+     PyDoc_STR("poll($module, /)\n--\n\n"
+               "Returns a polling object.\n\n"
+               "This object supports registering and unregistering file "
+               "descriptors, and then\npolling them for I/O events.")},
+    {NULL, NULL, 0, NULL},
+};
+
+int
+fs_poll_setup(PyObject *module, fs_state *st)
+{
+    st->poll_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &poll_spec, NULL);
+    if (st->poll_type == NULL) {
+        return -1;
+    }
+    if (PyModule_AddFunctions(module, poll_functions) < 0) {
+        return -1;
+    }
+    static const struct {
+        const char *name;
+        long value;
+    } consts[] = {
+        {"POLLIN", POLLIN},
+        {"POLLPRI", POLLPRI},
+        {"POLLOUT", POLLOUT},
+        {"POLLERR", POLLERR},
+        {"POLLHUP", POLLHUP},
+        {"POLLNVAL", POLLNVAL},
+#ifdef POLLRDNORM
+        {"POLLRDNORM", POLLRDNORM},
+#endif
+#ifdef POLLRDBAND
+        {"POLLRDBAND", POLLRDBAND},
+#endif
+#ifdef POLLWRNORM
+        {"POLLWRNORM", POLLWRNORM},
+#endif
+#ifdef POLLWRBAND
+        {"POLLWRBAND", POLLWRBAND},
+#endif
+#ifdef POLLMSG
+        {"POLLMSG", POLLMSG},
+#endif
+#ifdef POLLRDHUP
+        /* Kernel 2.6.17+ */
+        {"POLLRDHUP", POLLRDHUP},
+#endif
+    };
+    for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++) {
+        if (fs_add_int(module, consts[i].name, consts[i].value) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* --- the poll(2) backend (backend.h) ------------------------------------ */
+
+static int
+pollb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
+{
+    int ms;
+    if (timeout_ns < 0) {
+        ms = -1;
+    }
+    else {
+        int64_t v = fs_ns_divide(timeout_ns, 1000000, FS_ROUND_CEILING);
+        ms = v > INT_MAX ? INT_MAX : (int)v;
+    }
+    pthread_mutex_lock(&b->lock);
+    int rc = b->dirty ? fsb_snapshot_locked(b) : 0;
+    pthread_mutex_unlock(&b->lock);
+    if (rc < 0) {
+        return -1;
+    }
+    int n = poll(b->wfd, (nfds_t)b->wlen, ms);
+    if (n <= 0) {
+        return n;
+    }
+    int k = 0;
+    for (int i = 0; i < b->wlen && k < n && k < max; i++) {
+        short rev = b->wfd[i].revents;
+        if (rev == 0) {
+            continue;
+        }
+        /* as the stdlib's PollSelector: anything but POLLIN counts as
+         * writable, anything but POLLOUT as readable (ERR/HUP/NVAL: both) */
+        int ev = 0;
+        if (rev & ~POLLIN) {
+            ev |= FS_WRITE;
+        }
+        if (rev & ~POLLOUT) {
+            ev |= FS_READ;
+        }
+        out[k].token = b->wtok[i];
+        out[k].events = ev;
+        k++;
+    }
+    return k;
+}
+
+const fs_backend_ops fs_poll_backend = {
+    .name = "poll",
+    .open = fsb_open,
+    .free = fsb_free,
+    .fileno = fsb_fileno,
+    .add = fsb_add,
+    .modify = fsb_modify,
+    .remove = fsb_remove,
+    .wait = pollb_wait,
+};

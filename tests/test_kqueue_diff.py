@@ -1,0 +1,897 @@
+"""select.kqueue / select.kevent: fastsel against the stdlib.
+
+Where the stdlib has kqueue (BSD, macOS) every check is differential: the
+same calls on both, equal results or equal exception type and text.  On Linux
+the stdlib has no kqueue, so fastsel (built against libkqueue, see setup.py's
+FASTSEL_KQUEUE) is checked against what CPython's Modules/selectmodule.c does
+(3.9-3.13), quoted in each expected outcome.  Texts that CPython's generic
+argument parser produces (fastsel calls the same parser) are compared exactly
+only where the stdlib can be asked.
+
+The last part drives the kqueue readiness backend (fs_kqueue_backend, the
+table behind KqueueSelector) directly through ctypes.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import faulthandler
+import os
+import select as std_select
+import signal
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+import fastsel
+from conftest import FASTSEL, STDLIB, differential, outcome
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(fastsel, "kqueue"),
+    reason="fastsel was built without kqueue (on Linux, build with "
+           "FASTSEL_KQUEUE=<libkqueue prefix> to test it)")
+
+STD_HAS_KQUEUE = hasattr(std_select, "kqueue")
+needs_std = pytest.mark.skipif(not STD_HAS_KQUEUE,
+                               reason="the stdlib has no kqueue here")
+PY39 = sys.version_info < (3, 10)
+
+
+def check(fn, expected):
+    """fn(impl) on fastsel must give `expected` -- or, where the stdlib has
+    kqueue, exactly what the stdlib gives.
+
+    `expected` is ("ok", value) or ("raise", type, text); a text of None
+    checks the type only (a text produced by CPython's argument parser)."""
+    if STD_HAS_KQUEUE:
+        return differential(fn)
+    got = outcome(lambda: fn(FASTSEL))
+    if expected[0] == "raise" and expected[2] is None:
+        assert got[:2] == expected[:2], got
+    else:
+        assert got[:-1] == tuple(expected), got
+    assert got[-1] == (), f"unexpected warnings {got[-1]}"
+    return got
+
+
+def raises(exc, text=None):
+    return ("raise", exc, text)
+
+
+def ok(value):
+    return ("ok", value)
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture(autouse=True)
+def _watchdog():
+    # no test may hang: dump the stacks and die rather than block forever
+    faulthandler.dump_traceback_later(30, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+def fields(ev):
+    return (ev.ident, ev.filter, ev.flags, ev.fflags, ev.data, ev.udata)
+
+
+# ---- constants ------------------------------------------------------------
+
+def test_constants_match_stdlib_or_bsd_values():
+    names = [n for n in dir(fastsel) if n.startswith("KQ_")]
+    if STD_HAS_KQUEUE:
+        std = {n: getattr(std_select, n) for n in dir(std_select)
+               if n.startswith("KQ_")}
+        assert {n: getattr(fastsel, n) for n in names} == std
+        return
+    # the values every BSD, macOS and libkqueue share
+    common = dict(KQ_FILTER_READ=-1, KQ_FILTER_WRITE=-2, KQ_FILTER_TIMER=-7,
+                  KQ_EV_ADD=1, KQ_EV_DELETE=2, KQ_EV_ENABLE=4, KQ_EV_DISABLE=8,
+                  KQ_EV_ONESHOT=0x10, KQ_EV_CLEAR=0x20, KQ_EV_EOF=0x8000,
+                  KQ_EV_ERROR=0x4000)
+    assert {n: getattr(fastsel, n) for n in common} == common
+    # CPython exports KQ_NOTE_* of a filter only with the filter
+    if not hasattr(fastsel, "KQ_FILTER_NETDEV"):
+        assert not any(n.startswith("KQ_NOTE_LINK") and n != "KQ_NOTE_LINK"
+                       for n in names)
+    for n in names:
+        assert type(getattr(fastsel, n)) is int
+
+
+# ---- kevent ---------------------------------------------------------------
+
+def test_kevent_defaults(pair):
+    a, _ = pair
+    check(lambda i: fields(i.select.kevent(a.fileno())),
+          ok((a.fileno(), -1, 1, 0, 0, 0)))
+    # an object with fileno() gives its fd
+    check(lambda i: fields(i.select.kevent(a)),
+          ok((a.fileno(), -1, 1, 0, 0, 0)))
+
+
+def test_kevent_all_arguments():
+    check(lambda i: fields(i.select.kevent(1, 2, 3, 4, 5, 6)),
+          ok((1, 2, 3, 4, 5, 6)))
+    check(lambda i: fields(i.select.kevent(ident=1, filter=2, flags=3,
+                                           fflags=4, data=5, udata=6)),
+          ok((1, 2, 3, 4, 5, 6)))
+    check(lambda i: fields(i.select.kevent(7, udata=9, filter=-3)),
+          ok((7, -3, 1, 0, 0, 9)))
+
+
+@pytest.mark.parametrize("ident, expected", [
+    # ints are identifiers of any filter (pids, signals, timers): size_t
+    (2 ** 40, ok(2 ** 40)),
+    (2 ** 64 - 1, ok(2 ** 64 - 1)),
+    (True, ok(1)),
+    (-1, raises(OverflowError, "can't convert negative value to size_t")),
+    (2 ** 64, raises(OverflowError,
+                     "Python int too large to convert to C size_t")),
+    # everything else goes through the fd conversion
+    (1.5, raises(TypeError,
+                 "argument must be an int, or have a fileno() method.")),
+    ("3", raises(TypeError,
+                 "argument must be an int, or have a fileno() method.")),
+])
+def test_kevent_ident(ident, expected):
+    check(lambda i: i.select.kevent(ident).ident, expected)
+
+
+def test_kevent_ident_fileno_errors():
+    class Neg:
+        def fileno(self):
+            return -3
+
+    class Bad:
+        def fileno(self):
+            return "x"
+
+    class Boom:
+        def fileno(self):
+            raise ZeroDivisionError("boom")
+
+    check(lambda i: i.select.kevent(Neg()),
+          raises(ValueError,
+                 "file descriptor cannot be a negative integer (-3)"))
+    check(lambda i: i.select.kevent(Bad()),
+          raises(TypeError, "fileno() returned a non-integer"))
+    check(lambda i: i.select.kevent(Boom()), raises(ZeroDivisionError, "boom"))
+
+
+@pytest.mark.parametrize("args, expected", [
+    # filter: "h" (range checked); flags "H", fflags "I": masked
+    ((0, -(2 ** 15)), ok((0, -(2 ** 15), 1, 0, 0, 0))),
+    ((0, 2 ** 15), raises(OverflowError,
+                          "signed short integer is greater than maximum")),
+    ((0, -(2 ** 15) - 1), raises(OverflowError,
+                                 "signed short integer is less than minimum")),
+    ((0, -1, 0x1ffff), ok((0, -1, 0xffff, 0, 0, 0))),
+    ((0, -1, -1), ok((0, -1, 0xffff, 0, 0, 0))),
+    ((0, -1, 1, 2 ** 32 + 5), ok((0, -1, 1, 5, 0, 0))),
+    ((0, -1, 1, -1), ok((0, -1, 1, 2 ** 32 - 1, 0, 0))),
+    # data: intptr_t, range checked; udata: uintptr_t, masked
+    ((0, -1, 1, 0, -(2 ** 63)), ok((0, -1, 1, 0, -(2 ** 63), 0))),
+    ((0, -1, 1, 0, 2 ** 63), raises(OverflowError)),
+    ((0, -1, 1, 0, 0, 2 ** 64 - 1), ok((0, -1, 1, 0, 0, 2 ** 64 - 1))),
+    ((0, -1, 1, 0, 0, -1), ok((0, -1, 1, 0, 0, 2 ** 64 - 1))),
+    ((0, -1, 1, 0, 0, 2 ** 64 + 3), ok((0, -1, 1, 0, 0, 3))),
+    ((0, 1.0), raises(TypeError)),
+    ((0, -1, 1, 0, 0, 1.0), raises(TypeError)),
+    ((0, -1, 1, 0, 0, 0, 7), raises(TypeError)),
+    ((), raises(TypeError)),
+])
+def test_kevent_argument_conversion(args, expected):
+    check(lambda i: fields(i.select.kevent(*args)), expected)
+
+
+def test_kevent_keyword_errors():
+    check(lambda i: i.select.kevent(0, bogus=1), raises(TypeError))
+    check(lambda i: i.select.kevent(0, 1, filter=1), raises(TypeError))
+
+
+def test_kevent_fast_and_generic_parsing_agree():
+    """Exact ints take a fast path; int subclasses the generic parser."""
+    class I(int):
+        pass
+
+    values = [0, 1, -1, 5, 2 ** 15 - 1, -(2 ** 15), 2 ** 16 + 1, 2 ** 31,
+              2 ** 32 - 1, 2 ** 40, -(2 ** 40), 2 ** 62, -(2 ** 63),
+              2 ** 64 - 1, 2 ** 70 + 9]
+    for pos in range(1, 6):
+        for v in values:
+            args = [3, -1, 1, 0, 0, 0]
+            args[pos] = v
+            fast = outcome(lambda: fields(fastsel.kevent(*args)))
+            args[pos] = I(v)
+            slow = outcome(lambda: fields(fastsel.kevent(*args)))
+            assert fast == slow, (pos, v)
+
+
+def test_kevent_members_writable():
+    def fn(i):
+        ev = i.select.kevent(1)
+        ev.ident = 2 ** 40
+        ev.filter = -5
+        ev.flags = 0xffff
+        ev.fflags = 2 ** 32 - 1
+        ev.data = -7
+        ev.udata = 2 ** 64 - 1
+        return fields(ev)
+    check(fn, ok((2 ** 40, -5, 0xffff, 2 ** 32 - 1, -7, 2 ** 64 - 1)))
+    check(lambda i: setattr(i.select.kevent(1), "data", "x"),
+          raises(TypeError))
+
+
+def test_kevent_init_again_resets():
+    def fn(i):
+        ev = i.select.kevent(1, 2, 3, 4, 5, 6)
+        ev.__init__(9)
+        return fields(ev)
+    check(fn, ok((9, -1, 1, 0, 0, 0)))
+
+
+def test_kevent_equality_and_order():
+    def order(i):
+        k = i.select.kevent
+        evs = [k(0, 5, 5, 5, 5, 5), k(0, 5, 5, 5, 5, 2 ** 63),
+               k(1, -1, 1, 0, 0, 0), k(0, -2, 9, 9, 9, 9),
+               k(0, 5, 5, 5, -5, 5), k(0, 5, 5, 4, 5, 5),
+               k(0, 5, 4, 5, 5, 5), k(2 ** 63, 0), k(0, 5, 5, 5, 5, 5)]
+        return [fields(e) for e in sorted(evs)]
+    # ident unsigned, then filter, flags, fflags, data (signed),
+    # then udata compared as a signed intptr_t
+    check(order, ok([(0, -2, 9, 9, 9, 9), (0, 5, 4, 5, 5, 5),
+                     (0, 5, 5, 4, 5, 5), (0, 5, 5, 5, -5, 5),
+                     (0, 5, 5, 5, 5, 2 ** 63), (0, 5, 5, 5, 5, 5),
+                     (0, 5, 5, 5, 5, 5), (1, -1, 1, 0, 0, 0),
+                     (2 ** 63, 0, 1, 0, 0, 0)]))
+
+    def ops(i):
+        a, b = i.select.kevent(1), i.select.kevent(2)
+        c = i.select.kevent(1)
+        return (a == c, a != c, a < b, a <= c, b > a, b >= a, a == b,
+                a != b, a is c)
+    check(ops, ok((True, False, True, True, True, True, False, True, False)))
+
+
+def test_kevent_against_other_types():
+    check(lambda i: (i.select.kevent(1) == 1, i.select.kevent(1) != None,
+                     i.select.kevent(1) == "ev"),  # noqa: E711
+          ok((False, True, False)))
+    check(lambda i: i.select.kevent(1) < 1,
+          raises(TypeError,
+                 "'<' not supported between instances of 'select.kevent' "
+                 "and 'int'"))
+    check(lambda i: i.select.kevent(1) >= None,
+          raises(TypeError,
+                 "'>=' not supported between instances of 'select.kevent' "
+                 "and 'NoneType'"))
+
+
+def test_kevent_unhashable():
+    check(lambda i: hash(i.select.kevent(1)),
+          raises(TypeError, "unhashable type: 'select.kevent'"))
+
+
+@pytest.mark.parametrize("args", [
+    (1,), (1, 2, 3, 4, 5, 6), (2 ** 40, -2, 0xffff, 2 ** 32 - 1, -1, 2 ** 64 - 1),
+    (0, -1, 1, 0, 0, 0),
+])
+def test_kevent_repr(args):
+    # CPython: "<select.kevent ident=%zu filter=%d flags=0x%x fflags=0x%x
+    # data=0x%llx udata=%p>", %p as the BSD/macOS libcs print it
+    ident, filt, flags, fflags, data, udata = args + (-1, 1, 0, 0, 0)[
+        len(args) - 1:]
+    text = (f"<select.kevent ident={ident} filter={filt} flags={flags:#x} "
+            f"fflags={fflags:#x} data=0x{data & (2 ** 64 - 1):x} "
+            f"udata={udata:#x}>")
+    check(lambda i: repr(i.select.kevent(*args)), ok(text))
+
+
+def test_types_not_subclassable():
+    check(lambda i: type("K", (i.select.kevent,), {}),
+          raises(TypeError, "type 'select.kevent' is not an acceptable base "
+                            "type"))
+    check(lambda i: type("K", (i.select.kqueue,), {}),
+          raises(TypeError, "type 'select.kqueue' is not an acceptable base "
+                            "type"))
+    check(lambda i: (i.select.kqueue.__name__, i.select.kqueue.__module__,
+                     i.select.kevent.__name__, i.select.kevent.__module__),
+          ok(("kqueue", "select", "kevent", "select")))
+
+
+# ---- kqueue object --------------------------------------------------------
+
+def test_kqueue_no_arguments():
+    check(lambda i: i.select.kqueue(1),
+          raises(TypeError, "kqueue() takes no positional arguments"))
+    check(lambda i: i.select.kqueue(x=1),
+          raises(TypeError, "kqueue() takes no keyword arguments"))
+
+
+def test_kqueue_basics():
+    def fn(i):
+        kq = i.select.kqueue()
+        fd = kq.fileno()
+        try:
+            return (fd > 0, kq.closed, os.get_inheritable(fd),
+                    hasattr(kq, "__enter__"), hasattr(kq, "__exit__"))
+        finally:
+            kq.close()
+    # non-inheritable; like CPython's, no context manager
+    check(fn, ok((True, False, False, False, False)))
+
+
+def test_kqueue_close():
+    def fn(i):
+        kq = i.select.kqueue()
+        fd = kq.fileno()
+        r = [kq.close(), kq.closed, kq.close()]
+        try:
+            os.fstat(fd)
+        except OSError as e:
+            r.append(e.errno)
+        return r
+    check(fn, ok([None, True, None, errno.EBADF]))
+    for call in (lambda kq: kq.fileno(), lambda kq: kq.control(None, 4),
+                 lambda kq: kq.control([], 0, 0),
+                 # the closed check comes before these value checks
+                 lambda kq: kq.control(None, -1),
+                 lambda kq: kq.control(5, 1, "x")):
+        def fn(i, call=call):
+            kq = i.select.kqueue()
+            kq.close()
+            return call(kq)
+        check(fn, raises(ValueError, "I/O operation on closed kqueue object"))
+
+
+def test_closed_after_argument_parsing():
+    def fn(i):
+        kq = i.select.kqueue()
+        kq.close()
+        return kq.control(None)
+    check(fn, raises(TypeError, "control expected at least 2 arguments, "
+                                "got 1"))
+
+    def fn2(i):
+        kq = i.select.kqueue()
+        kq.close()
+        return kq.control(None, 2 ** 31)
+    check(fn2, raises(OverflowError,
+                      "Python int too large to convert to C int"))
+
+
+def test_dealloc_closes():
+    def fn(i):
+        kq = i.select.kqueue()
+        fd = kq.fileno()
+        del kq
+        try:
+            os.fstat(fd)
+        except OSError as e:
+            return e.errno
+    check(fn, ok(errno.EBADF))
+
+
+@pytest.fixture
+def kq():
+    q = fastsel.kqueue()
+    yield q
+    q.close()
+
+
+def control_args_cases():
+    float_text = ("integer argument expected, got float" if PY39 else
+                  "'float' object cannot be interpreted as an integer")
+    str_text = ("an integer is required (got type str)" if PY39 else
+                "'str' object cannot be interpreted as an integer")
+    return [
+        ((), raises(TypeError, "control expected at least 2 arguments, "
+                               "got 0")),
+        ((None, 1, None, 4), raises(TypeError, "control expected at most 3 "
+                                               "arguments, got 4")),
+        ((None, 1.5), raises(TypeError, float_text)),
+        ((None, "1"), raises(TypeError, str_text)),
+        ((None, -2 ** 31 - 1), raises(OverflowError, "Python int too large "
+                                      "to convert to C int")),
+        ((None, -1), raises(ValueError, "Length of eventlist must be 0 or "
+                                        "positive, got -1")),
+        ((None, 1, "x"), raises(TypeError, "timeout argument must be a "
+                                           "number or None, got str")),
+        ((None, 1, []), raises(TypeError, "timeout argument must be a "
+                                          "number or None, got list")),
+        # every failure of the seconds conversion becomes that TypeError
+        ((None, 1, float("nan")), raises(TypeError, "timeout argument must "
+                                         "be a number or None, got float")),
+        ((None, 1, 1e300), raises(TypeError, "timeout argument must be a "
+                                             "number or None, got float")),
+        ((None, 1, 2 ** 80), raises(TypeError, "timeout argument must be a "
+                                               "number or None, got int")),
+        ((None, 1, -1), raises(ValueError, "timeout must be positive or "
+                                           "None")),
+        # rounded away from zero to -1 ns, then floored to -1 s
+        ((None, 1, -1e-10), raises(ValueError, "timeout must be positive or "
+                                               "None")),
+        ((None, 1, -0.0), ok([])),
+        ((None, 0, 0), ok([])),
+        ((None, 1, 0), ok([])),
+        ((5, 1), raises(TypeError, "changelist is not iterable")),
+        (([5], 1), raises(TypeError, "changelist must be an iterable of "
+                                     "select.kevent objects")),
+        # the order of the checks: maxevents, timeout, then changelist
+        ((5, -1), raises(ValueError, "Length of eventlist must be 0 or "
+                                     "positive, got -1")),
+        ((5, 1, "x"), raises(TypeError, "timeout argument must be a number "
+                                        "or None, got str")),
+        (([5], 1, -1), raises(ValueError, "timeout must be positive or "
+                                          "None")),
+        (([], 0, 0), ok([])),
+        (((), 1, 0), ok([])),
+        ((iter(()), 1, 0), ok([])),
+    ]
+
+
+@pytest.mark.parametrize("args, expected", control_args_cases())
+def test_control_arguments(args, expected):
+    def fn(i):
+        q = i.select.kqueue()
+        try:
+            return q.control(*args)
+        finally:
+            q.close()
+    check(fn, expected)
+
+
+def test_control_no_keywords():
+    def fn(i):
+        q = i.select.kqueue()
+        try:
+            return q.control(None, 1, timeout=0)
+        finally:
+            q.close()
+    check(fn, raises(TypeError, "kqueue.control() takes no keyword "
+                                "arguments"))
+
+
+def test_changelist_iteration_error_propagates():
+    def gen():
+        yield from ()
+        raise ZeroDivisionError("in iteration")
+
+    def fn(i):
+        q = i.select.kqueue()
+        try:
+            return q.control(gen(), 1, 0)
+        finally:
+            q.close()
+    check(fn, raises(ZeroDivisionError, "in iteration"))
+
+
+def test_changelist_any_iterable(pair):
+    a, b = pair
+    b.send(b"xyz")
+
+    class BadLen:                   # __len__ disagrees with __iter__
+        def __init__(self, evs):
+            self.evs = evs
+
+        def __len__(self):
+            return 0
+
+        def __iter__(self):
+            return iter(self.evs)
+
+    def fn(i):
+        q = i.select.kqueue()
+        try:
+            ev = i.select.kevent(a, i.select.KQ_FILTER_READ,
+                                 i.select.KQ_EV_ADD)
+            got = q.control(BadLen([ev]), 4, 5)
+            return [(e.ident, e.filter) for e in got]
+        finally:
+            q.close()
+    check(fn, ok([(a.fileno(), -1)]))
+
+
+def test_events_reported(pair, kq):
+    a, b = pair
+    k = fastsel
+    kq.control([k.kevent(a, k.KQ_FILTER_READ, k.KQ_EV_ADD),
+                k.kevent(b, k.KQ_FILTER_READ, k.KQ_EV_ADD)], 0)
+    assert kq.control(None, 4, 0) == []
+    b.send(b"hello")
+    got = kq.control(None, 4, 5)
+    assert [(e.ident, e.filter) for e in got] == [(a.fileno(),
+                                                   k.KQ_FILTER_READ)]
+    assert type(got[0]) is k.kevent
+    # a kevent from control() is a full kevent: comparable, mutable
+    got[0].udata = 3
+    assert got[0].udata == 3
+    kq.control([k.kevent(a, k.KQ_FILTER_READ, k.KQ_EV_DELETE)], 0)
+    assert kq.control(None, 4, 0) == []
+
+
+def test_error_of_a_change(kq):
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    ev = fastsel.kevent(r, fastsel.KQ_FILTER_READ, fastsel.KQ_EV_ADD)
+    # no room in the event list: the error is raised
+    with pytest.raises(OSError) as info:
+        kq.control([ev], 0, 0)
+    assert info.value.errno == errno.EBADF
+    # room: the error is reported as an EV_ERROR event
+    got = kq.control([ev], 1, 0)
+    assert len(got) == 1 and got[0].flags & fastsel.KQ_EV_ERROR
+    assert got[0].data == errno.EBADF
+
+
+def test_maxevents_zero_returns_at_once(kq):
+    t0 = time.monotonic()
+    assert kq.control(None, 0) == []        # timeout None: still no wait
+    assert kq.control(None, 0, 10) == []
+    assert time.monotonic() - t0 < 2
+
+
+def test_timeout_waits(kq):
+    t0 = time.monotonic()
+    assert kq.control(None, 1, 0.2) == []
+    assert 0.18 <= time.monotonic() - t0 < 3
+
+
+def test_fromfd_shares_the_queue(pair, kq):
+    a, b = pair
+    kq2 = fastsel.kqueue.fromfd(kq.fileno())
+    assert kq2.fileno() == kq.fileno() and not kq2.closed
+    kq2.control([fastsel.kevent(a)], 0)
+    b.send(b"x")
+    assert [e.ident for e in kq.control(None, 1, 5)] == [a.fileno()]
+    # closing one closes the shared fd; forget it before kq's close
+    kq2.close()
+    assert kq2.closed
+
+
+def test_fromfd_arguments():
+    float_text = ("integer argument expected, got float" if PY39 else
+                  "'float' object cannot be interpreted as an integer")
+    check(lambda i: i.select.kqueue.fromfd(1.5), raises(TypeError, float_text))
+    check(lambda i: i.select.kqueue.fromfd(2 ** 40),
+          raises(OverflowError, "Python int too large to convert to C int"))
+    check(lambda i: i.select.kqueue.fromfd(),
+          raises(TypeError, "kqueue.fromfd() takes exactly one argument "
+                            "(0 given)"))
+    check(lambda i: i.select.kqueue.fromfd(fd=3),
+          raises(TypeError, "kqueue.fromfd() takes no keyword arguments"))
+
+    # CPython quirk: fromfd(-1) opens a new kqueue
+    def fn(i):
+        q = i.select.kqueue.fromfd(-1)
+        try:
+            return q.fileno() >= 0, os.get_inheritable(q.fileno())
+        finally:
+            q.close()
+    check(fn, ok((True, False)))
+
+
+def test_gil_released_while_waiting(kq):
+    ticks = []
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks.append(1)
+            time.sleep(0.005)
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        n0 = len(ticks)
+        kq.control(None, 1, 0.3)
+        assert len(ticks) - n0 >= 5
+    finally:
+        stop.set()
+        t.join(5)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no setitimer")
+def test_eintr_retried_with_remaining_time(kq):
+    calls = []
+    old = signal.signal(signal.SIGALRM, lambda *a: calls.append(1))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
+        t0 = time.monotonic()
+        assert kq.control(None, 1, 0.4) == []
+        dt = time.monotonic() - t0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert calls                     # handlers ran during the wait
+    assert 0.38 <= dt < 3            # not cut short, not restarted in full
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no setitimer")
+def test_eintr_handler_exception_propagates(kq):
+    def handler(*a):
+        raise ZeroDivisionError("from handler")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        t0 = time.monotonic()
+        with pytest.raises(ZeroDivisionError, match="from handler"):
+            kq.control(None, 1, 10)
+        assert time.monotonic() - t0 < 5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# libkqueue (and the watchdog) run threads of their own; the child only
+# reads flags and exits
+_fork_in_threads = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning")
+
+
+@_fork_in_threads
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_child_sees_closed(pair, kq):
+    a, b = pair
+    kq2 = fastsel.kqueue.fromfd(os.dup(kq.fileno()))
+    kq.control([fastsel.kevent(a)], 0)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ok_ = kq.closed and kq2.closed
+            try:
+                kq.fileno()
+            except ValueError as e:
+                ok_ = ok_ and "closed kqueue" in str(e)
+            else:
+                ok_ = False
+            kq.close()                  # must not touch the parent's fd
+            fresh = fastsel.kqueue()    # a new one works in the child
+            ok_ = ok_ and not fresh.closed
+            fresh.close()
+            code = 0 if ok_ else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 10
+    while True:
+        wpid, status = os.waitpid(pid, os.WNOHANG)
+        if wpid:
+            break
+        assert time.monotonic() < deadline, "child hung"
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not kq.closed and not kq2.closed
+    b.send(b"x")
+    assert [e.ident for e in kq.control(None, 1, 5)] == [a.fileno()]
+    kq2.close()
+
+
+# ---- the readiness backend (fs_kqueue_backend) via ctypes ------------------
+
+class FsEvent(ctypes.Structure):
+    _fields_ = [("token", ctypes.c_uint64), ("events", ctypes.c_int)]
+
+
+_P = ctypes.c_void_p
+_OPS = [
+    ("name", ctypes.c_char_p),
+    ("open", ctypes.CFUNCTYPE(_P, use_errno=True)),
+    ("free", ctypes.CFUNCTYPE(None, _P)),
+    ("fileno", ctypes.CFUNCTYPE(ctypes.c_int, _P)),
+    ("add", ctypes.CFUNCTYPE(ctypes.c_int, _P, ctypes.c_int, ctypes.c_int,
+                             ctypes.c_uint64, use_errno=True)),
+    ("modify", ctypes.CFUNCTYPE(ctypes.c_int, _P, ctypes.c_int, ctypes.c_int,
+                                ctypes.c_int, ctypes.c_uint64,
+                                use_errno=True)),
+    ("remove", ctypes.CFUNCTYPE(ctypes.c_int, _P, ctypes.c_int, ctypes.c_int,
+                                use_errno=True)),
+    ("wait", ctypes.CFUNCTYPE(ctypes.c_int, _P, ctypes.c_int64,
+                              ctypes.POINTER(FsEvent), ctypes.c_int,
+                              use_errno=True)),
+]
+
+
+class Ops(ctypes.Structure):
+    _fields_ = _OPS
+
+
+R, W = 1, 2
+
+
+class Backend:
+    """One fs_backend, with errors turned into OSError."""
+
+    def __init__(self, ops):
+        self.ops = ops
+        self.b = ops.open()
+        if not self.b:
+            raise OSError(ctypes.get_errno(), "open")
+
+    def _check(self, rc):
+        if rc < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        return rc
+
+    def fileno(self):
+        return self.ops.fileno(self.b)
+
+    def add(self, fd, events, token):
+        return self._check(self.ops.add(self.b, fd, events, token))
+
+    def modify(self, fd, old, events, token):
+        return self._check(self.ops.modify(self.b, fd, old, events, token))
+
+    def remove(self, fd, old):
+        return self._check(self.ops.remove(self.b, fd, old))
+
+    def wait(self, timeout_ns=0, max=64):
+        out = (FsEvent * max)()
+        n = self._check(self.ops.wait(self.b, timeout_ns, out, max))
+        return sorted((out[i].token, out[i].events) for i in range(n))
+
+    def close(self):
+        if self.b:
+            self.ops.free(self.b)
+            self.b = None
+
+
+@pytest.fixture(scope="module")
+def ops():
+    import _fastsel
+    try:
+        lib = ctypes.PyDLL(_fastsel.__file__)
+        table = Ops.in_dll(lib, "fs_kqueue_backend")
+    except (OSError, ValueError) as e:
+        pytest.skip(f"fs_kqueue_backend is not reachable through ctypes: {e}")
+    assert table.name == b"kqueue"
+    return table
+
+
+@pytest.fixture
+def backend(ops):
+    b = Backend(ops)
+    yield b
+    b.close()
+
+
+def test_backend_fd(backend):
+    fd = backend.fileno()
+    assert fd >= 0 and not os.get_inheritable(fd)
+
+
+def test_backend_merges_read_and_write(backend, pair):
+    a, b = pair
+    tok = (7 << 32) | a.fileno()
+    backend.add(a.fileno(), R | W, tok)
+    assert backend.wait() == [(tok, W)]
+    b.send(b"x")
+    assert backend.wait() == [(tok, R | W)]      # one event, both bits
+    assert backend.wait(max=1) == [(tok, R | W)]
+
+
+def test_backend_merges_many(backend):
+    socks = [socket.socketpair() for _ in range(40)]
+    try:
+        for i, (a, b) in enumerate(socks):
+            backend.add(a.fileno(), R | W if i % 2 else R, 1000 + i)
+            b.send(b"x")
+        want = sorted((1000 + i, R | W if i % 2 else R)
+                      for i in range(len(socks)))
+        assert backend.wait(max=80) == want
+        # a smaller buffer returns fewer fds, each merged from what came
+        got = backend.wait(max=10)
+        assert 0 < len(got) <= 10
+        assert set(got) <= set(want) | {(1000 + i, R) for i in range(40)} \
+            | {(1000 + i, W) for i in range(40)}
+    finally:
+        for a, b in socks:
+            a.close()
+            b.close()
+
+
+def test_backend_add_errors(backend):
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(OSError) as info:
+        backend.add(r, R, 1)
+    assert info.value.errno == errno.EBADF
+    with pytest.raises(OSError) as info:
+        backend.add(r, R | W, 1)
+    assert info.value.errno == errno.EBADF
+
+
+def test_backend_modify(backend, pair):
+    a, b = pair
+    fd = a.fileno()
+    backend.add(fd, R, 1)
+    b.send(b"x")
+    assert backend.wait() == [(1, R)]
+    backend.modify(fd, R, W, 2)                 # READ dropped, WRITE added
+    assert backend.wait() == [(2, W)]
+    backend.modify(fd, W, R | W, 3)
+    assert backend.wait() == [(3, R | W)]
+    backend.modify(fd, R | W, R, 4)             # the kept filter: new token
+    assert backend.wait() == [(4, R)]
+    backend.remove(fd, R)
+    assert backend.wait() == []
+
+
+def test_backend_modify_failure(backend):
+    r, w = os.pipe()
+    backend.add(r, R, 1)
+    os.close(r)     # closing drops the filters; modify then fails
+    os.close(w)
+    with pytest.raises(OSError) as info:
+        backend.modify(r, R, R | W, 2)
+    assert info.value.errno == errno.EBADF
+    # the fd number can be registered afresh
+    r2, w2 = os.pipe()
+    try:
+        if r2 == r:
+            backend.add(r2, R, 3)
+            os.write(w2, b"x")
+            assert backend.wait() == [(3, R)]
+    finally:
+        os.close(r2)
+        os.close(w2)
+
+
+def test_backend_remove(backend, pair):
+    a, b = pair
+    backend.add(a.fileno(), R | W, 1)
+    backend.remove(a.fileno(), R | W)
+    b.send(b"x")
+    assert backend.wait() == []
+    with pytest.raises(OSError) as info:
+        backend.remove(a.fileno(), R)
+    assert info.value.errno == errno.ENOENT
+
+
+def test_backend_wait_timeout(backend):
+    t0 = time.monotonic()
+    assert backend.wait(timeout_ns=100_000_000) == []
+    assert 0.09 <= time.monotonic() - t0 < 3
+    with pytest.raises(OSError) as info:
+        backend.wait(max=0)
+    assert info.value.errno == errno.EINVAL
+
+
+@_fork_in_threads
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_backend_after_fork(backend, pair):
+    a, _ = pair
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ok_ = backend.fileno() == -1
+            try:
+                backend.add(a.fileno(), R, 1)
+            except OSError as e:
+                ok_ = ok_ and e.errno == errno.EBADF
+            else:
+                ok_ = False
+            backend.close()                 # must not close the parent's fd
+            code = 0 if ok_ else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    backend.add(a.fileno(), W, 9)
+    assert backend.wait() == [(9, W)]

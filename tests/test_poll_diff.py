@@ -1,0 +1,765 @@
+"""select.poll() objects: fastsel against the stdlib, call for call; and the
+poll/select backends of backend.h, driven through ctypes."""
+from __future__ import annotations
+
+import ctypes
+import decimal
+import errno
+import fractions
+import os
+import random
+import select as std_select
+import signal
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+import _fastsel
+import fastsel
+
+from conftest import differential
+
+BOTH = [std_select, fastsel]
+
+
+@pytest.fixture
+def pipe():
+    r, w = os.pipe()
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def sockpair():
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def unused_fds(count, start=3000):
+    """fds that are not open (poll reports POLLNVAL for them)."""
+    out = []
+    fd = start
+    while len(out) < count:
+        try:
+            os.fstat(fd)
+        except OSError:
+            out.append(fd)
+        fd += 1
+    return out
+
+
+class FileNo:
+    def __init__(self, value):
+        self.value = value
+
+    def fileno(self):
+        return self.value
+
+
+class RaisingFileNo:
+    def fileno(self):
+        raise ValueError("no fileno")
+
+
+class Index:
+    def __init__(self, v):
+        self.v = v
+
+    def __index__(self):
+        return self.v
+
+
+class Float:
+    def __float__(self):
+        return 0.0
+
+
+class IntSub(int):
+    pass
+
+
+def with_poll(fn, *register):
+    """fn(poll_object) after registering (fd, mask) pairs, for both impls."""
+    def run(impl):
+        p = impl.select.poll()
+        for fd, mask in register:
+            p.register(fd, mask)
+        return fn(p)
+    return run
+
+
+# --- module level --------------------------------------------------------
+
+def test_poll_constants_match_stdlib():
+    std = {k: v for k, v in vars(std_select).items() if k.startswith("POLL")}
+    fast = {k: v for k, v in vars(fastsel).items() if k.startswith("POLL")}
+    assert fast == std
+    assert all(type(v) is int for v in fast.values())
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.poll(1),
+    lambda s: s.poll(1, 2),
+    lambda s: s.poll(a=1),
+    lambda s: s.poll(1, a=1),
+    lambda s: type(s.poll(**{})).__name__,
+    lambda s: type(s.poll())(),
+    lambda s: type(s.poll())(1),
+    lambda s: type(s.poll()).__new__(type(s.poll())),
+    lambda s: s.poll().x,
+    lambda s: setattr(s.poll(), "x", 1),
+    lambda s: s.poll().__dict__,
+    lambda s: s.poll().__weakref__,
+    lambda s: type(s.poll()).__name__,
+    lambda s: type(s.poll()).__qualname__,
+    lambda s: type(s.poll()).__module__,
+    lambda s: repr(type(s.poll())),
+    lambda s: repr(s.poll()).split(" at ")[0],
+    lambda s: type("Sub", (type(s.poll()),), {}),
+    lambda s: sorted(n for n in dir(s.poll()) if not n.startswith("__")),
+    lambda s: hash(s.poll()) is not None,
+    lambda s: s.poll() == s.poll(),
+    lambda s: [m.__text_signature__ for m in
+               (s.poll().register, s.poll().modify, s.poll().unregister,
+                s.poll().poll, s.poll)],
+], ids=["arg", "args", "kw", "arg+kw", "emptykw", "instantiate",
+        "instantiate-arg", "__new__", "getattr", "setattr", "__dict__",
+        "__weakref__", "name", "qualname", "module", "type-repr", "repr",
+        "subclass", "dir", "hash", "eq", "signatures"])
+def test_module_function_and_type(call):
+    differential(lambda impl: call(impl.select))
+
+
+# --- argument rules ------------------------------------------------------
+
+@pytest.mark.parametrize("call", [
+    lambda p: p.register(),
+    lambda p: p.register(1, 1, 1),
+    lambda p: p.register(fd=1),
+    lambda p: p.register(1, eventmask=1),
+    lambda p: p.register(1, **{}),
+    lambda p: p.modify(),
+    lambda p: p.modify(1),
+    lambda p: p.modify(1, 1, 1),
+    lambda p: p.modify(fd=1, eventmask=1),
+    lambda p: p.modify(1, eventmask=1),
+    lambda p: p.unregister(),
+    lambda p: p.unregister(1, 2),
+    lambda p: p.unregister(fd=1),
+    lambda p: p.unregister(1, fd=1),
+    lambda p: p.poll(1, 2),
+    lambda p: p.poll(timeout=0),
+    lambda p: p.poll(0, timeout=0),
+    lambda p: p.poll(**{}),
+    lambda p: p.poll(),
+    lambda p: p.poll(None),
+], ids=["reg0", "reg3", "reg-kw", "reg-kwmask", "reg-emptykw", "mod0", "mod1",
+        "mod3", "mod-kw", "mod-kwmask", "unreg0", "unreg2", "unreg-kw",
+        "unreg-pos+kw", "poll2", "poll-kw", "poll-pos+kw", "poll-emptykw",
+        "poll0", "pollNone"])
+def test_argument_count_and_keywords(call):
+    # fd 1 (stdout) is registered so modify/unregister/poll can succeed
+    differential(with_poll(call, (1, std_select.POLLOUT)))
+
+
+# --- fd and mask conversion ----------------------------------------------
+
+FDS = [0, True, False, -1, -5, 2**31, 2**31 - 1, -(2**31), 2**100, 1.0, "1",
+       None, object(), Index(1), IntSub(1), FileNo(1), FileNo(-1), FileNo("1"),
+       FileNo(2**40), FileNo(1.5), FileNo(True), FileNo(IntSub(1)),
+       RaisingFileNo()]
+
+
+@pytest.mark.parametrize("fd", FDS, ids=repr)
+@pytest.mark.parametrize("method", ["register", "modify", "unregister"])
+def test_fd_conversion(fd, method):
+    def call(p):
+        args = (fd,) if method == "unregister" else (fd, std_select.POLLIN)
+        r = getattr(p, method)(*args)
+        return r, p.poll(0)
+    # 0 and 1 are registered, so modify/unregister of them succeed
+    differential(with_poll(call, (0, 0), (1, 0)))
+
+
+MASKS = [0, 1, 7, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 2**31, 2**32, 2**63 - 1,
+         2**63, 2**64 - 1, 2**64, 2**100, -1, -2**15, -2**16, -2**63, -2**64,
+         -2**100, True, False, 1.0, "1", None, Index(1), IntSub(4),
+         decimal.Decimal(1), object()]
+
+
+@pytest.mark.parametrize("mask", MASKS, ids=repr)
+@pytest.mark.parametrize("method", ["register", "modify"])
+def test_mask_conversion(mask, method):
+    differential(with_poll(lambda p: (getattr(p, method)(1, mask), p.poll(0)),
+                           (1, 0)))
+
+
+def test_fd_converted_before_mask():
+    differential(with_poll(lambda p: p.register(FileNo("x"), -1)))
+    differential(with_poll(lambda p: p.modify(-1, 2**70)))
+    differential(with_poll(lambda p: p.modify(77, -1)))   # mask before lookup
+
+
+def test_default_mask_and_high_bits(pipe):
+    r, w = pipe
+
+    def run(p):
+        p.register(w)                          # POLLIN|POLLPRI|POLLOUT
+        p.register(r, 0xFFFF)                  # every bit, as unsigned short
+        return p.poll(0)
+    differential(with_poll(run))
+
+
+# --- modify / unregister errors --------------------------------------------
+
+def test_modify_unknown_fd():
+    def run(p):
+        try:
+            p.modify(77, std_select.POLLIN)
+        except OSError as e:
+            return type(e), e.errno, e.strerror, e.args, e.filename
+    assert differential(with_poll(run))[1][0] is FileNotFoundError
+
+
+def test_unregister_unknown_fd_keyerror_args():
+    def run(p):
+        out = []
+        for fd in (77, FileNo(78), True):
+            try:
+                p.unregister(fd)
+            except KeyError as e:
+                out.append((e.args, type(e.args[0])))
+        return out
+    assert differential(with_poll(run))[1] == [((77,), int), ((78,), int),
+                                               ((1,), int)]
+
+
+def test_unregister_twice():
+    differential(with_poll(lambda p: (p.unregister(5), p.unregister(5)),
+                           (5, 1)))
+
+
+# --- order of results ----------------------------------------------------
+
+def test_registration_order_rules():
+    a, b, c, d = unused_fds(4)
+
+    def run(p):
+        snapshots = []
+        for fd in (c, a, d, b):
+            p.register(fd)
+        snapshots.append(p.poll(0))
+        p.register(a, std_select.POLLIN)       # re-register keeps position
+        p.modify(d, std_select.POLLOUT)        # modify keeps position
+        snapshots.append(p.poll(0))
+        p.unregister(c)
+        p.register(c)                          # moves to the end
+        snapshots.append(p.poll(0))
+        p.unregister(a)
+        p.unregister(b)
+        snapshots.append(p.poll(0))
+        p.register(b)
+        p.register(a)
+        snapshots.append(p.poll(0))
+        return snapshots
+    differential(with_poll(run))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_register_sequences(seed):
+    # POLLNVAL is reported for every registered fd that is not open, so the
+    # whole registry (order included) shows in each poll(0)
+    fds = unused_fds(150)
+    ops = []
+    rng = random.Random(seed)
+    for _ in range(1500):
+        ops.append((rng.choice(["register", "register", "modify", "unregister",
+                                "poll"]), rng.choice(fds),
+                    rng.choice([0, 1, 4, 0xFFFF])))
+
+    def run(p):
+        out = []
+        for op, fd, mask in ops:
+            try:
+                if op == "poll":
+                    out.append(p.poll(0))
+                elif op == "unregister":
+                    p.unregister(fd)
+                else:
+                    getattr(p, op)(fd, mask)
+            except (KeyError, OSError) as e:
+                out.append(type(e).__name__)
+        out.append(p.poll(0))
+        return out
+    differential(with_poll(run))
+
+
+def test_many_registrations():
+    fds = unused_fds(3000)
+
+    def run(p):
+        for fd in fds:
+            p.register(fd)
+        first = p.poll(0)
+        for fd in fds[::3]:
+            p.unregister(fd)
+        return first, p.poll(0)
+    differential(with_poll(run))
+
+
+# --- readiness -----------------------------------------------------------
+
+def test_pipe_readiness_and_hup(pipe):
+    r, w = pipe
+    P = std_select
+    regs = ((r, P.POLLIN | P.POLLPRI | P.POLLOUT), (w, P.POLLIN | P.POLLOUT))
+    differential(with_poll(lambda p: p.poll(0), *regs))
+    os.write(w, b"data")
+    differential(with_poll(lambda p: p.poll(0), *regs))
+    os.close(w)
+    # writer gone: POLLIN|POLLHUP while data is left, then POLLHUP
+    differential(with_poll(lambda p: p.poll(0), (r, P.POLLIN)))
+    os.read(r, 4)
+    res = differential(with_poll(lambda p: p.poll(0), (r, P.POLLIN)))
+    assert res[1] == [(r, P.POLLHUP)]
+
+
+def test_socket_readiness(sockpair):
+    a, b = sockpair
+    P = std_select
+    mask = P.POLLIN | P.POLLOUT | P.POLLPRI
+    differential(with_poll(lambda p: p.poll(0), (a, mask), (b, mask)))
+    b.send(b"hi")
+    differential(with_poll(lambda p: p.poll(0), (a, mask), (b, mask)))
+    b.close()
+    differential(with_poll(lambda p: p.poll(0), (a, mask | P.POLLRDHUP)))
+
+
+def test_pollnval_for_closed_fd():
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    res = differential(with_poll(lambda p: p.poll(), (r, std_select.POLLIN)))
+    assert res[1] == [(r, std_select.POLLNVAL)]
+
+
+def test_regular_file(tmp_path):
+    with open(tmp_path / "f", "wb") as f:
+        differential(with_poll(lambda p: p.poll(None), (f, 0xFFFF)))
+
+
+def test_result_shape(pipe):
+    os.write(pipe[1], b"x")
+    for mod in BOTH:
+        p = mod.poll()
+        p.register(pipe[0], mod.POLLIN)
+        res = p.poll(0)
+        assert type(res) is list and type(res[0]) is tuple
+        assert all(type(x) is int for x in res[0])
+        assert res is not p.poll(0)
+
+
+# --- timeouts ------------------------------------------------------------
+
+TIMEOUTS = [
+    None, 0, 0.0, -0.0, 1, 1.5, 0.1, 1e-9, -1, -1.0, -0.1, -1e-100, -1000,
+    True, False, 2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**32, 2**63,
+    2**64, 10**30, -(10**30), 9.2e12, 9.3e12, 1e300, -1e300, float("nan"),
+    float("inf"), float("-inf"), "1", b"1", decimal.Decimal("1"),
+    decimal.Decimal("1.5"), fractions.Fraction(1, 2), Index(1), Index(-1),
+    Index(2**64), Float(), IntSub(0), object(), complex(1),
+]
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS, ids=repr)
+def test_timeout_forms(timeout, pipe):
+    r, w = pipe
+    os.write(w, b"x")     # ready: valid timeouts (blocking ones too) return
+    differential(with_poll(lambda p: p.poll(timeout), (r, std_select.POLLIN)))
+
+
+@pytest.mark.parametrize("timeout", [0, 1, 10, 0.5, 1e-9, Index(5)], ids=repr)
+def test_timeout_expires(timeout, pipe):
+    differential(with_poll(lambda p: p.poll(timeout),
+                           (pipe[0], std_select.POLLIN)))
+
+
+@pytest.mark.parametrize("mod", BOTH, ids=["stdlib", "fastsel"])
+@pytest.mark.parametrize("timeout", [None, -1, -1000, -0.1, -1e-100])
+def test_negative_timeout_blocks(mod, timeout, pipe):
+    r, w = pipe
+    p = mod.poll()
+    p.register(r, mod.POLLIN)
+    t = threading.Thread(target=p.poll, args=(timeout,))
+    t.start()
+    t.join(0.05)
+    alive = t.is_alive()
+    os.write(w, b"x")
+    t.join(5)
+    assert alive and not t.is_alive()
+
+
+# --- concurrency -----------------------------------------------------------
+
+@pytest.mark.parametrize("mod", BOTH, ids=["stdlib", "fastsel"])
+def test_concurrent_poll_refused_and_registry_changes_allowed(mod):
+    r, w = os.pipe()
+    extra = [os.dup(r) for _ in range(20)]
+    others = unused_fds(50)
+    try:
+        p = mod.poll()
+        for fd in extra:
+            p.register(fd, mod.POLLIN)
+        result = []
+        t = threading.Thread(target=lambda: result.append(p.poll(5000)))
+        t.start()
+        time.sleep(0.1)
+        with pytest.raises(RuntimeError, match=r"^concurrent poll\(\) invocation$"):
+            p.poll(0)
+        # what the kernel is polling may be reshuffled under it, safely
+        for fd in extra:
+            p.unregister(fd)
+        for fd in others:
+            p.register(fd, mod.POLLIN)
+        p.modify(others[0], mod.POLLOUT)
+        p.unregister(others[1])
+        with pytest.raises(RuntimeError):
+            p.poll(0)
+        os.write(w, b"x")
+        t.join(5)
+        assert not t.is_alive()
+        # the running poll reports the fds it was started with
+        assert result == [[(fd, mod.POLLIN) for fd in extra]]
+        # the next poll sees the new registry
+        after = p.poll(0)
+        assert [fd for fd, _ in after] == [others[0]] + others[2:]
+        assert all(ev == mod.POLLNVAL for _, ev in after)
+    finally:
+        for fd in [r, w] + extra:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("mod", BOTH, ids=["stdlib", "fastsel"])
+def test_poll_usable_after_concurrent_error(mod, pipe):
+    p = mod.poll()
+    p.register(pipe[0], mod.POLLIN)
+    t = threading.Thread(target=p.poll, args=(5000,))
+    t.start()
+    time.sleep(0.05)
+    with pytest.raises(RuntimeError):
+        p.poll(0)
+    os.write(pipe[1], b"x")
+    t.join(5)
+    assert p.poll(0) == [(pipe[0], mod.POLLIN)]
+
+
+@pytest.mark.parametrize("mod", BOTH, ids=["stdlib", "fastsel"])
+def test_gil_released_while_polling(mod, pipe):
+    stop = threading.Event()
+    counter = [0]
+
+    def spin():
+        while not stop.is_set():
+            counter[0] += 1
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        time.sleep(0.01)
+        before = counter[0]
+        p = mod.poll()
+        p.register(pipe[0], mod.POLLIN)
+        p.poll(200)
+        progressed = counter[0] - before
+    finally:
+        stop.set()
+        t.join()
+    assert progressed > 1000
+
+
+@pytest.fixture
+def alarm_handler():
+    old = signal.getsignal(signal.SIGALRM)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("mod", BOTH, ids=["stdlib", "fastsel"])
+def test_eintr_retried_with_remaining_time(mod, pipe, alarm_handler):
+    calls = []
+    signal.signal(signal.SIGALRM, lambda *a: calls.append(1))
+    p = mod.poll()
+    p.register(pipe[0], mod.POLLIN)
+    signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
+    t0 = time.monotonic()
+    assert p.poll(300) == []
+    elapsed = time.monotonic() - t0
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    assert len(calls) >= 2
+    assert 0.29 <= elapsed < 1.5
+
+
+@pytest.mark.parametrize("mod", BOTH, ids=["stdlib", "fastsel"])
+def test_eintr_handler_exception_propagates(mod, pipe, alarm_handler):
+    class Stop(Exception):
+        pass
+
+    def handler(*a):
+        raise Stop
+    signal.signal(signal.SIGALRM, handler)
+    p = mod.poll()
+    p.register(pipe[0], mod.POLLIN)
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    t0 = time.monotonic()
+    with pytest.raises(Stop):
+        p.poll(-1)
+    assert time.monotonic() - t0 < 2
+    # not left marked as running
+    os.write(pipe[1], b"x")
+    assert p.poll(0) == [(pipe[0], mod.POLLIN)]
+
+
+# --- the backends (backend.h), through ctypes ------------------------------
+
+class FsEvent(ctypes.Structure):
+    _fields_ = [("token", ctypes.c_uint64), ("events", ctypes.c_int)]
+
+
+_VP = ctypes.c_void_p
+
+
+class FsBackendOps(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("open", ctypes.CFUNCTYPE(_VP, use_errno=True)),
+        ("free", ctypes.CFUNCTYPE(None, _VP)),
+        ("fileno", ctypes.CFUNCTYPE(ctypes.c_int, _VP)),
+        ("add", ctypes.CFUNCTYPE(ctypes.c_int, _VP, ctypes.c_int, ctypes.c_int,
+                                 ctypes.c_uint64, use_errno=True)),
+        ("modify", ctypes.CFUNCTYPE(ctypes.c_int, _VP, ctypes.c_int,
+                                    ctypes.c_int, ctypes.c_int,
+                                    ctypes.c_uint64, use_errno=True)),
+        ("remove", ctypes.CFUNCTYPE(ctypes.c_int, _VP, ctypes.c_int,
+                                    ctypes.c_int, use_errno=True)),
+        ("wait", ctypes.CFUNCTYPE(ctypes.c_int, _VP, ctypes.c_int64,
+                                  ctypes.POINTER(FsEvent), ctypes.c_int,
+                                  use_errno=True)),
+    ]
+
+
+def backend_ops(name):
+    try:
+        lib = ctypes.CDLL(_fastsel.__file__)
+        return FsBackendOps.in_dll(lib, f"fs_{name}_backend")
+    except (OSError, ValueError) as e:
+        pytest.skip(f"fs_{name}_backend is not an exported symbol here: {e}")
+
+
+class Backend:
+    """A thin Python face on one fs_backend_ops table."""
+
+    def __init__(self, name):
+        self.ops = backend_ops(name)
+        assert self.ops.name.decode() == name
+        self.b = self.ops.open()
+        assert self.b
+
+    def close(self):
+        self.ops.free(self.b)
+
+    def _check(self, rc):
+        if rc < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        return rc
+
+    def add(self, fd, events, token):
+        return self._check(self.ops.add(self.b, fd, events, token))
+
+    def modify(self, fd, old, events, token):
+        return self._check(self.ops.modify(self.b, fd, old, events, token))
+
+    def remove(self, fd, old):
+        return self._check(self.ops.remove(self.b, fd, old))
+
+    def wait(self, timeout_ns=0, max=64):
+        out = (FsEvent * max)()
+        n = self._check(self.ops.wait(self.b, timeout_ns, out, max))
+        return [(out[i].token, out[i].events) for i in range(n)]
+
+
+@pytest.fixture(params=["poll", "select"])
+def backend(request):
+    b = Backend(request.param)
+    yield b
+    b.close()
+
+
+READ, WRITE = 1, 2
+
+
+def test_backend_basic_readiness(backend, pipe, sockpair):
+    r, w = pipe
+    a, b = sockpair
+    assert backend.ops.fileno(backend.b) == -1
+    backend.add(r, READ, 100)
+    backend.add(w, WRITE, 101)
+    backend.add(a.fileno(), READ | WRITE, 102)
+    got = dict(backend.wait(0))
+    assert got == {101: WRITE, 102: WRITE}
+    os.write(w, b"x")
+    b.send(b"y")
+    assert dict(backend.wait(0)) == {100: READ, 101: WRITE, 102: READ | WRITE}
+    backend.modify(a.fileno(), READ | WRITE, READ, 200)
+    backend.remove(w, WRITE)
+    assert dict(backend.wait(0)) == {100: READ, 200: READ}
+    with pytest.raises(FileNotFoundError):
+        backend.remove(w, WRITE)
+    with pytest.raises(FileNotFoundError):
+        backend.modify(w, WRITE, READ, 1)
+    with pytest.raises(FileExistsError):
+        backend.add(r, READ, 1)
+
+
+def test_backend_event_mapping_matches_stdlib_selector(backend, pipe):
+    # the writer closed: the stdlib's PollSelector reports POLLHUP as both
+    # read and write; SelectSelector reports what select() says (readable)
+    r, w = pipe
+    os.close(w)
+    backend.add(r, READ, 7)
+    std = {"poll": std_select_poll_events, "select": std_select_events}[
+        backend.ops.name.decode()](r)
+    assert backend.wait(0) == [(7, std)]
+
+
+def std_select_poll_events(fd):
+    p = std_select.poll()
+    p.register(fd, std_select.POLLIN)
+    [(_, ev)] = p.poll(0)
+    events = 0
+    if ev & ~std_select.POLLIN:
+        events |= WRITE
+    if ev & ~std_select.POLLOUT:
+        events |= READ
+    return events
+
+
+def std_select_events(fd):
+    r, w, _ = std_select.select([fd], [], [], 0)
+    return (READ if r else 0) | (WRITE if w else 0)
+
+
+def test_backend_timeouts(backend, pipe):
+    backend.add(pipe[0], READ, 1)
+    t0 = time.monotonic()
+    assert backend.wait(50_000_000) == []
+    assert 0.045 <= time.monotonic() - t0 < 2
+    # sub-resolution timeouts round up, never down to a busy 0
+    t0 = time.monotonic()
+    assert backend.wait(1) == []
+    assert time.monotonic() - t0 < 1
+
+
+def test_backend_max_events_and_order(backend):
+    rs, ws = [], []
+    try:
+        for _ in range(10):
+            r, w = os.pipe()
+            rs.append(r)
+            ws.append(w)
+        for i, w in enumerate(reversed(ws)):
+            backend.add(w, WRITE, 1000 + i)
+        all_events = backend.wait(0)
+        assert sorted(all_events) == [(1000 + i, WRITE) for i in range(10)]
+        if backend.ops.name == b"select":
+            # ascending fd order
+            assert [t for t, _ in all_events] == sorted(
+                (t for t, _ in all_events), reverse=True)
+        else:
+            # registration order
+            assert [t for t, _ in all_events] == [1000 + i for i in range(10)]
+        assert len(backend.wait(0, max=3)) == 3
+    finally:
+        for fd in rs + ws:
+            os.close(fd)
+
+
+def test_backend_changes_during_wait(backend, pipe):
+    r, w = pipe
+    dups = [os.dup(r) for _ in range(30)]
+    try:
+        for i, fd in enumerate(dups):
+            backend.add(fd, READ, i)
+        result = []
+        t = threading.Thread(target=lambda: result.append(backend.wait(5_000_000_000)))
+        t.start()               # ctypes releases the GIL around wait()
+        time.sleep(0.05)
+        for i, fd in enumerate(dups):
+            backend.remove(fd, READ)
+        for i, fd in enumerate(dups[:10]):
+            backend.add(fd, READ, 100 + i)
+        os.write(w, b"x")
+        t.join(5)
+        assert not t.is_alive()
+        assert sorted(result[0]) == [(i, READ) for i in range(30)]
+        assert sorted(backend.wait(0)) == [(100 + i, READ) for i in range(10)]
+    finally:
+        for fd in dups:
+            os.close(fd)
+
+
+def test_backend_eintr_is_returned(backend, pipe, alarm_handler):
+    signal.signal(signal.SIGALRM, lambda *a: None)
+    backend.add(pipe[0], READ, 1)
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    with pytest.raises(InterruptedError):
+        backend.wait(2_000_000_000)
+
+
+def test_backend_many_add_remove_cycles(backend):
+    r, w = os.pipe()
+    try:
+        os.write(w, b"x")
+        live = {}
+        rng = random.Random(1)
+        dups = [os.dup(r) for _ in range(40)]
+        for step in range(3000):
+            fd = rng.choice(dups)
+            if fd in live:
+                backend.remove(fd, READ)
+                del live[fd]
+            else:
+                backend.add(fd, READ, step)
+                live[fd] = step
+            if step % 97 == 0:
+                assert sorted(backend.wait(0)) == sorted(
+                    (tok, READ) for tok in live.values())
+        assert sorted(backend.wait(0)) == sorted((tok, READ) for tok in live.values())
+    finally:
+        for fd in [r, w] + dups:
+            os.close(fd)
+
+
+def test_select_backend_closed_fd_is_ebadf(pipe):
+    b = Backend("select")
+    try:
+        r, w = os.pipe()
+        os.close(r)
+        os.close(w)
+        b.add(r, READ, 1)
+        with pytest.raises(OSError) as info:
+            b.wait(0)
+        assert info.value.errno == errno.EBADF
+        b.remove(r, READ)
+        assert b.wait(0) == []
+    finally:
+        b.close()

@@ -1,0 +1,77 @@
+"""The stubs: mypy --strict on docs/examples/*.py, and the examples run.
+
+fastsel ships ``__init__.pyi`` + ``py.typed``; the examples are written
+against the public API only, so a stub that is missing a name, or types it
+wrongly, fails the mypy run.
+"""
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import site
+import sys
+
+import pytest
+
+import fastsel
+from _helpers import REPO, child_env, run_python, unbuilt_fastsel_name
+
+EXAMPLES = sorted(glob.glob(os.path.join(REPO, "docs", "examples", "*.py")))
+PKG_DIR = os.path.dirname(os.path.abspath(fastsel.__file__))
+
+
+def test_stub_and_marker_are_shipped() -> None:
+    assert os.path.isfile(os.path.join(PKG_DIR, "__init__.pyi"))
+    assert os.path.isfile(os.path.join(PKG_DIR, "py.typed"))
+    assert len(EXAMPLES) >= 3
+
+
+def test_stub_names_exist() -> None:
+    """Every name the stub declares for this platform is importable (the
+    selector names once they are built), and fastsel's public names are in
+    the stub."""
+    import ast
+    with open(os.path.join(PKG_DIR, "__init__.pyi"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    declared = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            declared.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            declared.add(node.target.id)
+        elif isinstance(node, ast.Assign):
+            declared.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    public = {n for n in dir(fastsel) if not n.startswith("_")} - {"_install"}
+    missing_from_stub = public - declared
+    assert not missing_from_stub, f"not in __init__.pyi: {sorted(missing_from_stub)}"
+    for name in ("select", "poll", "error", "PIPE_BUF", "install", "uninstall",
+                 "new_event_loop", "EVENT_READ", "SelectorKey", "DefaultSelector"):
+        assert name in declared
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None,
+                    reason="mypy is not installed (it is in the 'test' extra)")
+def test_mypy_strict_on_examples(tmp_path) -> None:
+    env = child_env()
+    parent = os.path.dirname(PKG_DIR)
+    site_dirs = set(site.getsitepackages() + [site.getusersitepackages()])
+    if parent not in site_dirs:
+        # development layout: the source tree's package, not an installed one
+        env["MYPYPATH"] = parent
+    proc = run_python(["-m", "mypy", "--strict", "--no-incremental",
+                       "--cache-dir", str(tmp_path / "cache"),
+                       "--python-version", f"{sys.version_info[0]}.{sys.version_info[1]}",
+                       *EXAMPLES], cwd=str(tmp_path), env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=os.path.basename)
+def test_example_runs(example: str, tmp_path) -> None:
+    proc = run_python(["-X", "dev", example], cwd=str(tmp_path), timeout=60)
+    if proc.returncode != 0:
+        missing = unbuilt_fastsel_name(proc.stderr)
+        if missing:
+            pytest.skip(f"fastsel.{missing} is not built yet")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() and proc.stderr == ""
