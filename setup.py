@@ -50,7 +50,8 @@ def extension():
             include_dirs.append("/usr/include/kqueue")
         else:
             libdir = os.path.join(kqueue_prefix, "lib")
-            include_dirs.append(os.path.join(kqueue_prefix, "include", "kqueue"))
+            include_dirs.append(
+                os.path.join(kqueue_prefix, "include", "kqueue"))
             link = {"library_dirs": [libdir], "runtime_library_dirs": [libdir]}
         link["libraries"] = ["kqueue"]
         macros.append(("FASTSEL_KQUEUE_COMPAT", "1"))

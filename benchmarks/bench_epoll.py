@@ -4,7 +4,8 @@
 
 poll: ``epoll.poll(0)`` with --fds registered descriptors, every one ready
 (one end of a socketpair with unread data, EPOLLIN), so each call returns
---fds events.  register / modify / unregister: one call each on the same
+--fds events; a second row polls one ready fd among 100 (per-call
+overhead).  register / modify / unregister: one call each on the same
 descriptors.  Both implementations watch the same descriptors; their runs
 alternate within every repeat so that machine noise hits both alike.  Each
 figure is the median over the repeats, per call (and per event for poll);
@@ -102,6 +103,24 @@ def main() -> None:
     for ep in eps.values():
         ep.close()
 
+    # poll(0): 100 registered, 1 ready (per-call overhead)
+    small_ns = {name: [] for name in impls}
+    idle = [socket.socketpair() for _ in range(99)]
+    for name, cls in impls.items():
+        ep = cls()
+        ep.register(fds[0], std_select.EPOLLIN)
+        for a, _ in idle:
+            ep.register(a.fileno(), std_select.EPOLLIN)
+        eps[name] = ep
+    for _ in range(args.repeats):
+        for name, ep in eps.items():
+            small_ns[name].append(time_poll(ep, args.calls * 50, 1))
+    for ep in eps.values():
+        ep.close()
+    for a, b in idle:
+        a.close()
+        b.close()
+
     # register / modify / unregister, on fresh objects each repeat
     for _ in range(args.repeats):
         for name, cls in impls.items():
@@ -124,6 +143,8 @@ def main() -> None:
     fast_med = statistics.median(poll_ns["fastsel"])
     row("poll(0) per call", std_med / 1000, fast_med / 1000, "us")
     row("poll(0) per event", std_med / args.fds, fast_med / args.fds, "ns")
+    row("poll(0) 1 of 100 ready", statistics.median(small_ns["stdlib"]),
+        statistics.median(small_ns["fastsel"]), "ns")
     for i, label in enumerate(("register", "modify", "unregister")):
         std = statistics.median(r[i] for r in ctl_ns["stdlib"])
         fast = statistics.median(r[i] for r in ctl_ns["fastsel"])

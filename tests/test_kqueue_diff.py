@@ -27,16 +27,14 @@ import time
 import pytest
 
 import fastsel
-from conftest import FASTSEL, STDLIB, differential, outcome
+from conftest import FASTSEL, differential, outcome
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(fastsel, "kqueue"),
-    reason="fastsel was built without kqueue (on Linux, build with "
-           "FASTSEL_KQUEUE=<libkqueue prefix> to test it)")
+if not hasattr(fastsel, "kqueue"):
+    pytest.skip("fastsel was built without kqueue (on Linux, build with "
+                "FASTSEL_KQUEUE=<libkqueue prefix> to test it)",
+                allow_module_level=True)
 
 STD_HAS_KQUEUE = hasattr(std_select, "kqueue")
-needs_std = pytest.mark.skipif(not STD_HAS_KQUEUE,
-                               reason="the stdlib has no kqueue here")
 PY39 = sys.version_info < (3, 10)
 
 
@@ -284,7 +282,8 @@ def test_kevent_unhashable():
 
 
 @pytest.mark.parametrize("args", [
-    (1,), (1, 2, 3, 4, 5, 6), (2 ** 40, -2, 0xffff, 2 ** 32 - 1, -1, 2 ** 64 - 1),
+    (1,), (1, 2, 3, 4, 5, 6),
+    (2 ** 40, -2, 0xffff, 2 ** 32 - 1, -1, 2 ** 64 - 1),
     (0, -1, 1, 0, 0, 0),
 ])
 def test_kevent_repr(args):

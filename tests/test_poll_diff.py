@@ -2,11 +2,13 @@
 poll/select backends of backend.h, driven through ctypes."""
 from __future__ import annotations
 
+import copy
 import ctypes
 import decimal
 import errno
 import fractions
 import os
+import pickle
 import random
 import select as std_select
 import signal
@@ -128,13 +130,18 @@ def test_poll_constants_match_stdlib():
     lambda s: sorted(n for n in dir(s.poll()) if not n.startswith("__")),
     lambda s: hash(s.poll()) is not None,
     lambda s: s.poll() == s.poll(),
+    lambda s: pickle.dumps(s.poll()),
+    lambda s: copy.copy(s.poll()),
+    lambda s: copy.deepcopy(s.poll()),
+    lambda s: s.poll().__reduce_ex__(2),
     lambda s: [m.__text_signature__ for m in
                (s.poll().register, s.poll().modify, s.poll().unregister,
                 s.poll().poll, s.poll)],
 ], ids=["arg", "args", "kw", "arg+kw", "emptykw", "instantiate",
         "instantiate-arg", "__new__", "getattr", "setattr", "__dict__",
         "__weakref__", "name", "qualname", "module", "type-repr", "repr",
-        "subclass", "dir", "hash", "eq", "signatures"])
+        "subclass", "dir", "hash", "eq", "pickle", "copy", "deepcopy",
+        "reduce", "signatures"])
 def test_module_function_and_type(call):
     differential(lambda impl: call(impl.select))
 

@@ -309,6 +309,10 @@ static inline int
 fsb_add(fs_backend *b, int fd, int events, uint64_t token)
 {
     int rc = 0;
+    if (fd < 0) {
+        errno = EBADF;          /* -1 marks a hole in the table */
+        return -1;
+    }
     pthread_mutex_lock(&b->lock);
     if (fdtab_find(&b->tab, fd) >= 0) {
         errno = EEXIST;

@@ -90,7 +90,7 @@ struct fs_backend {
     unsigned long fork_gen;
     atomic_flag busy;           /* buf in use by a wait() */
     int cap;                    /* capacity of buf/idents, in events */
-    int nslots;                 /* capacity of slots: a power of two >= 2*cap */
+    int nslots;                 /* capacity of slots: power of two >= 2*cap */
     struct kevent *buf;         /* 2 * cap kernel events, kept between waits */
     uintptr_t *idents;          /* fd of each merged output event */
     int *slots;                 /* merge table: output index + 1, 0 = free */
@@ -503,6 +503,24 @@ kqb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
     int n = kevent(b->kqfd, NULL, 0, s.buf, 2 * max,
                    kq_timespec(timeout_ns, &ts));
     int saved = errno;
+#ifdef LIBKQUEUE
+    /* libkqueue hands out at most 512 events per call where a kernel fills
+     * the list: top up without waiting while batches come back full.  Its
+     * epoll rotates ready fds, so the next batch holds new ones; a repeat
+     * (all ready fds seen) stops the loop, and duplicates merge anyway. */
+    static const struct timespec zero = {0, 0};
+    int batch = n;
+    while (batch == 512 && n < 2 * max) {
+        batch = kevent(b->kqfd, NULL, 0, s.buf + n, 2 * max - n, &zero);
+        if (batch <= 0 || (s.buf[n].ident == s.buf[0].ident
+                           && s.buf[n].filter == s.buf[0].filter)) {
+            batch = batch < 0 ? 0 : batch;
+            n += batch;
+            break;
+        }
+        n += batch;
+    }
+#endif
     if (n > 0) {
         n = kqb_merge(&s, n, b, out, max);
     }
@@ -766,7 +784,8 @@ kevent_richcompare(PyObject *a, PyObject *b, int op)
 }
 
 PyDoc_STRVAR(kevent_doc,
-"kevent(ident, filter=KQ_FILTER_READ, flags=KQ_EV_ADD, fflags=0, data=0, udata=0)\n\
+"kevent(ident, filter=KQ_FILTER_READ, flags=KQ_EV_ADD, fflags=0, data=0,\n\
+       udata=0)\n\
 \n\
 This object is the equivalent of the struct kevent for the C API.\n\
 \n\
@@ -896,7 +915,8 @@ kq_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
-        PyErr_SetString(PyExc_TypeError, "kqueue() takes no keyword arguments");
+        PyErr_SetString(PyExc_TypeError,
+                        "kqueue() takes no keyword arguments");
         return NULL;
     }
     return kq_new_object(type, -1);
@@ -973,7 +993,8 @@ kq_control(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     int maxevents, nchanges = 0, gotevents, fd;
 
     if (nargs < 2 || nargs > 3) {
-        PyErr_Format(PyExc_TypeError, "control expected %s%d arguments, got %zd",
+        PyErr_Format(PyExc_TypeError,
+                     "control expected %s%d arguments, got %zd",
                      nargs < 2 ? "at least " : "at most ", nargs < 2 ? 2 : 3,
                      nargs);
         return NULL;
@@ -999,7 +1020,8 @@ kq_control(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
             const char *name = Py_TYPE(otimeout)->tp_name;
             const char *dot = strrchr(name, '.');
             PyErr_Format(PyExc_TypeError,
-                         "timeout argument must be a number or None, got %.200s",
+                         "timeout argument must be a number or None, "
+                         "got %.200s",
                          dot != NULL ? dot + 1 : name);
             return NULL;
         }
@@ -1051,7 +1073,9 @@ kq_control(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     }
 
     if (pts != NULL) {
-        deadline = fs_monotonic_ns() + timeout;
+        /* saturate: a timeout of centuries must not wrap around */
+        int64_t now = fs_monotonic_ns();
+        deadline = timeout > INT64_MAX - now ? INT64_MAX : now + timeout;
     }
     for (;;) {
         int err;

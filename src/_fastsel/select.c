@@ -97,7 +97,7 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
             }
             return NULL;
         }
-        /* rounded away from zero to µs, any negative has tv_sec < 0 */
+        /* rounded away from zero to us, any negative has tv_sec < 0 */
         if (timeout < 0) {
             PyErr_SetString(PyExc_ValueError, "timeout must be non-negative");
             return NULL;
@@ -106,6 +106,25 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         tv.tv_sec = (time_t)(us / 1000000);
         tv.tv_usec = (suseconds_t)(us % 1000000);
         tvp = &tv;
+    }
+
+    /* size the entry buffer once when the lists' lengths are known */
+    Py_ssize_t want = 0;
+    for (int k = 0; k < 3; k++) {
+        if (PyList_CheckExact(args[k])) {
+            want += PyList_GET_SIZE(args[k]);
+        }
+        else if (PyTuple_CheckExact(args[k])) {
+            want += PyTuple_GET_SIZE(args[k]);
+        }
+    }
+    if (want > STACK_ENTRIES
+        && want <= PY_SSIZE_T_MAX / 2 / (Py_ssize_t)sizeof(sel_entry)) {
+        e = PyMem_Malloc((size_t)want * sizeof(sel_entry));
+        if (e == NULL) {
+            return PyErr_NoMemory();
+        }
+        cap = want;
     }
 
     for (int k = 0; k < 3; k++) {

@@ -82,6 +82,7 @@ typedef struct {
     int32_t prev, next;     /* registration order (fds), -1: none */
     uint8_t events;         /* kernel interest == result mask (FS_*) */
     uint8_t res_mask;
+    uint8_t boolfd;         /* key.fd is a bool (3.13 warns on its use) */
 } sel_slot;
 
 typedef struct {
@@ -110,6 +111,7 @@ typedef struct {
     uint32_t *seen;         /* drain dedupe, per direct fd (lazy) */
     int seencap;
     uint32_t epoch;
+    int nbool[2];           /* select kind: bool fds read / write */
     PyObject *map;          /* get_map() result, made on first use */
     PyObject *dict;
     PyObject *weaklist;
@@ -219,6 +221,10 @@ slot_take(sel_object *s, int fd, sel_slot *sl)
     }
     sl->key = NULL;
     sl->res = NULL;
+    if (sl->boolfd && s->kind == K_SELECT) {
+        s->nbool[0] -= (sl->events & FS_READ) != 0;
+        s->nbool[1] -= (sl->events & FS_WRITE) != 0;
+    }
     if (fd >= SEL_DIRECT_MAX) {
         /* the far entry moves: sl is invalid after this */
         sel_far *f = (sel_far *)((char *)sl - offsetof(sel_far, slot));
@@ -242,6 +248,10 @@ slot_link(sel_object *s, int fd, sel_slot *sl)
     }
     s->tail = fd;
     s->count++;
+    if (sl->boolfd && s->kind == K_SELECT) {
+        s->nbool[0] += (sl->events & FS_READ) != 0;
+        s->nbool[1] += (sl->events & FS_WRITE) != 0;
+    }
 }
 
 /* Forget every key (close() and tp_clear).  Detach first, then release:
@@ -259,6 +269,7 @@ sel_forget_all(sel_object *s)
     s->nfar = s->farcap = 0;
     s->count = 0;
     s->head = s->tail = -1;
+    s->nbool[0] = s->nbool[1] = 0;
     PyMem_Free(s->seen);
     s->seen = NULL;
     s->seencap = 0;
@@ -298,6 +309,22 @@ err_not_registered(PyObject *fileobj)
         Py_DECREF(msg);
     }
     return NULL;
+}
+
+/* 3.13's fd conversion warns about bools, and the stdlib's selectors hand
+ * key.fd (a bool when a bool was registered) to the poller on each call. */
+static int
+warn_bool_fd(int isbool)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    if (isbool) {
+        return PyErr_WarnEx(PyExc_RuntimeWarning,
+                            "bool is used as a file descriptor", 1);
+    }
+#else
+    (void)isbool;
+#endif
+    return 0;
 }
 
 static void
@@ -746,9 +773,14 @@ sel_do_register(sel_object *s, PyObject *fileobj, PyObject *events,
         Py_DECREF(fd);
         return NULL;
     }
+    int isbool = PyBool_Check(fd);
     PyObject *key = new_key(s->st, fileobj, fd, events, data);
     Py_DECREF(fd);
     if (key == NULL) {
+        return NULL;
+    }
+    if ((s->kind == K_EPOLL || s->kind == K_POLL) && warn_bool_fd(isbool)) {
+        Py_DECREF(key);
         return NULL;
     }
     uint32_t gen = ++s->next_gen;
@@ -768,6 +800,7 @@ sel_do_register(sel_object *s, PyObject *fileobj, PyObject *events,
     sl->res = NULL;
     sl->gen = gen;
     sl->events = (uint8_t)mask;
+    sl->boolfd = (uint8_t)isbool;
     slot_link(s, (int)cfd, sl);
     Py_INCREF(key);
     return key;
@@ -812,9 +845,14 @@ sel_do_unregister(sel_object *s, PyObject *fileobj)
         return err_not_registered(fileobj);
     }
     int events = sl->events;
+    int isbool = sl->boolfd;
     PyObject *key = slot_take(s, (int)cfd, sl);
     /* an fd closed since registration makes the kernel refuse: ignored */
     (void)s->ops->remove(s->be, (int)cfd, events);
+    if ((s->kind == K_EPOLL || s->kind == K_POLL) && warn_bool_fd(isbool)) {
+        Py_DECREF(key);
+        return NULL;
+    }
     return key;
 }
 
@@ -895,6 +933,19 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
             sl = slot_find(s, cfd);     /* __and__ may have run Python code */
             if (sl == NULL || sl->key != key) {
                 /* unregistered meanwhile: the stdlib's dict-free key path */
+                goto modify_gone;
+            }
+            if (warn_bool_fd(sl->boolfd) < 0) {
+                /* raised where the stdlib's poller.modify() would: the key
+                 * is dropped as for any failure there */
+                int old = sl->events;
+                PyObject *k = slot_take(s, (int)cfd, sl);
+                Py_DECREF(k);
+                (void)s->ops->remove(s->be, (int)cfd, old);
+                goto done;
+            }
+            sl = slot_find(s, cfd);     /* a warning filter may run code */
+            if (sl == NULL || sl->key != key) {
                 goto modify_gone;
             }
             if (s->ops->modify(s->be, (int)cfd, sl->events, mask,
@@ -1403,6 +1454,13 @@ sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     int64_t tns;
     if (sel_timeout(s, timeout, &tns) < 0) {
         return NULL;
+    }
+    if (s->kind == K_SELECT && (s->nbool[0] || s->nbool[1])) {
+        for (int i = 0; i < s->nbool[0] + s->nbool[1]; i++) {
+            if (warn_bool_fd(1) < 0) {
+                return NULL;
+            }
+        }
     }
     if (s->busy) {
         /* one persistent buffer and one backend wait at a time */
@@ -2074,8 +2132,14 @@ fs_selector_setup(PyObject *module, fs_state *st)
                      | Py_TPFLAGS_HAVE_GC,
             .slots = slots,
         };
+        /* 3.9 wants the bases as a tuple */
+        PyObject *bases = PyTuple_Pack(1, (PyObject *)st->selector_base_type);
+        if (bases == NULL) {
+            return -1;
+        }
         PyTypeObject *tp = (PyTypeObject *)PyType_FromModuleAndSpec(
-            module, &spec, (PyObject *)st->selector_base_type);
+            module, &spec, bases);
+        Py_DECREF(bases);
         if (tp == NULL) {
             return -1;
         }

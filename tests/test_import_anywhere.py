@@ -1,0 +1,180 @@
+"""fastsel imports and works wherever a stdlib module would.
+
+From any working directory, in isolated mode (installed package), as
+``select``/``selectors`` aliases, from a thread, after fork, re-imported
+(multi-phase init gives a fresh module state), and inside subinterpreters --
+isolated ones with their own GIL on 3.12+, which refuse extensions that did
+not declare support.  Everything that imports runs in a child process so a
+crash cannot take pytest down.
+"""
+from __future__ import annotations
+
+import os
+import select as std_select
+import selectors as std_selectors
+import site
+import sys
+import textwrap
+
+import pytest
+
+import fastsel
+from _helpers import child_env, run_python
+
+from fastsel import _install
+
+SMOKE = textwrap.dedent("""
+    import os
+    import fastsel
+    import fastsel as select
+    import fastsel as selectors
+    assert select.error is OSError
+    if hasattr(fastsel, "select"):
+        r, w = os.pipe()
+        os.write(w, b"x")
+        assert select.select([r], [w], [], 0) == ([r], [w], []), "select"
+        os.close(r)
+        os.close(w)
+    if hasattr(fastsel, "DefaultSelector"):
+        import socket
+        a, b = socket.socketpair()
+        with selectors.DefaultSelector() as sel:
+            key = sel.register(a, selectors.EVENT_READ, "d")
+            b.send(b"x")
+            assert [(k.data, ev) for k, ev in sel.select(1)] == [("d", 1)], "selector"
+        a.close()
+        b.close()
+""")
+
+
+def test_import_from_any_directory(tmp_path) -> None:
+    for cwd in ("/", str(tmp_path)):
+        proc = run_python(["-c", SMOKE + "print('ok')"], cwd=cwd)
+        assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+
+
+def test_import_isolated_mode(tmp_path) -> None:
+    """`python -I` ignores PYTHONPATH and the cwd: only an installed fastsel
+    is found (make test installs it)."""
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(fastsel.__file__)))
+    if parent not in site.getsitepackages():
+        pytest.skip("fastsel is not installed in site-packages (development layout)")
+    proc = run_python(["-I", "-c", SMOKE + "print(fastsel.__file__)"], cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == os.path.abspath(fastsel.__file__)
+
+
+def test_surface_names() -> None:
+    """Names fastsel has match the stdlib's kind and value; the stdlib names
+    it lacks are reported (the C module is filled in as it is written)."""
+    std_names = [n for n in vars(std_select) if not n.startswith("_")]
+    std_names += [n for n in _install.SELECTORS_NAMES if hasattr(std_selectors, n)]
+    missing = []
+    for name in std_names:
+        std = getattr(std_select, name, None)
+        if std is None:
+            std = getattr(std_selectors, name)
+        if not hasattr(fastsel, name):
+            missing.append(name)
+            continue
+        mine = getattr(fastsel, name)
+        if isinstance(std, int):
+            assert mine == std and type(mine) is type(std), name
+        else:
+            assert callable(mine) == callable(std), name
+    assert fastsel.error is OSError
+    if missing:
+        pytest.skip(f"not built yet: {', '.join(sorted(missing))}")
+
+
+def test_import_from_thread_and_after_fork() -> None:
+    code = textwrap.dedent("""
+        import os, sys, threading
+        result = []
+        def worker():
+            import fastsel
+            result.append(fastsel.error is OSError)
+        t = threading.Thread(target=worker)
+        t.start(); t.join(30)
+        assert result == [True]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                exec(SMOKE)
+            except BaseException:
+                import traceback; traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        print("ok")
+    """)
+    proc = run_python(["-c", f"SMOKE = {SMOKE!r}\n" + code])
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+
+
+def test_reimport_gives_a_fresh_module() -> None:
+    code = textwrap.dedent("""
+        import sys, importlib
+        import _fastsel
+        first = _fastsel
+        for name in [n for n in sys.modules if n == "fastsel" or n.startswith("fastsel.")
+                     or n == "_fastsel"]:
+            del sys.modules[name]
+        import _fastsel as second
+        assert second is not first
+        exec(SMOKE)
+        import gc; del first; gc.collect()
+        exec(SMOKE)
+        print("ok")
+    """)
+    proc = run_python(["-c", f"SMOKE = {SMOKE!r}\n" + code])
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+
+
+def _interpreters_module() -> str:
+    for name in ("_interpreters", "_xxsubinterpreters"):
+        try:
+            __import__(name)
+            return name
+        except ImportError:
+            continue
+    return ""
+
+
+@pytest.mark.skipif(not _interpreters_module(), reason="no subinterpreter module here")
+def test_subinterpreters() -> None:
+    """Import and use fastsel in two subinterpreters (isolated, own GIL, on
+    3.12+), twice each, then destroy them."""
+    mod = _interpreters_module()
+    code = textwrap.dedent(f"""
+        import {mod} as I
+        for _ in range(2):
+            ids = [I.create() for _ in range(2)]
+            for iid in ids:
+                err = I.run_string(iid, SMOKE)
+                assert err is None, err    # 3.13 returns the error, older ones raise
+            for iid in ids:
+                I.destroy(iid)
+        exec(SMOKE)       # the main interpreter's module is unaffected
+        print("ok")
+    """)
+    proc = run_python(["-c", f"SMOKE = {SMOKE!r}\n" + code])
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+
+
+def test_alias_imports_in_one_program() -> None:
+    """`import fastsel as select` and `as selectors` in the same program, with
+    the stdlib modules imported too: four distinct names, no interference."""
+    code = textwrap.dedent("""
+        import select as std_select, selectors as std_selectors
+        import fastsel as select
+        import fastsel as selectors
+        assert select is selectors
+        assert std_select.select is not getattr(select, "select", None)
+        assert std_selectors.DefaultSelector is not getattr(selectors, "DefaultSelector", None)
+        print("ok")
+    """)
+    proc = run_python(["-c", code])
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+    assert sys.modules["select"] is std_select
