@@ -38,9 +38,9 @@ def describe(impl: Any) -> str:
     fn = impl.select
     if impl.__name__ == "fastsel":
         import _fastsel
-        return (f"fastsel {impl.__version__}: {fn!r} from "
-                f"{os.path.basename(_fastsel.__file__)}")
-    return f"stdlib select: {fn!r}"
+        return (f"fastsel {impl.__version__} (select() is {fn.__module__}.{fn.__name__}, "
+                f"C extension {_fastsel.__file__})")
+    return f"the stdlib (select() is {fn.__module__}.{fn.__name__})"
 
 
 def client(cid: int, port: int, messages: list[bytes], results: dict) -> None:

@@ -745,17 +745,21 @@ def test_results_are_fresh_values_after_changes(impl):
             assert type(r3) is list and type(r3[0]) is tuple
             ep.unregister(a)
             a.close()
-            # the fd number comes back for another file: fresh results
-            r, w = os.pipe()
+            # the same fd number now names another socket
+            c, d = socket.socketpair()
+            extra = None
             try:
-                target = w if w == fd else r
-                ep.register(target, IN | OUT)
-                got = ep.poll(0)
-                assert got == [(target, OUT if target == w else 0)] or \
-                    got == ([] if target == r else got)
+                if fd not in (c.fileno(), d.fileno()):
+                    os.dup2(c.fileno(), fd)
+                    extra = fd
+                ep.register(fd, IN | OUT)
+                assert ep.poll(0) == [(fd, OUT)]
+                assert r1 == [(fd, OUT)] and r3 == [(fd, IN)]
             finally:
-                os.close(r)
-                os.close(w)
+                if extra is not None:
+                    os.close(extra)
+                c.close()
+                d.close()
     finally:
         a.close()
         b.close()
@@ -991,3 +995,72 @@ def test_close_while_another_thread_polls(impl):
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_reentrant_poll_from_gc_finaliser(impl):
+    """A finaliser run by a collection inside poll() (<= 3.11 collects during
+    allocation) may poll, modify and register on the same object, growing
+    its caches while the outer poll() builds its result."""
+    import gc
+
+    pairs = [socket.socketpair() for _ in range(30)]
+    for _, b in pairs[::2]:
+        b.send(b"x")
+    limit = min(os.sysconf("SC_OPEN_MAX"), 4096)
+    spare = [n for n in (100, 200, 400, 900, 1900, 3900) if n < limit]
+    dups = []
+    ep = impl.select.epoll()
+    depth = [0]
+    in_poll = [False]
+    nested = []
+
+    class Cycle:
+        def __init__(self):
+            self.me = self
+
+        def __del__(self):
+            if depth[0] or not spare:
+                return
+            depth[0] += 1
+            nested.append(in_poll[0])
+            try:
+                n = spare.pop(0)
+                os.dup2(pairs[0][0].fileno(), n)
+                dups.append(n)
+                ep.register(n, IN | OUT)
+                a = pairs[len(dups) % len(pairs)][0]
+                ep.modify(a, OUT if len(dups) % 2 else IN | OUT)
+                ep.poll(0)
+            finally:
+                depth[0] -= 1
+                Cycle()     # garbage for the next collection
+
+    old = gc.get_threshold()
+    try:
+        for a, _ in pairs:
+            ep.register(a, IN | OUT)
+        gc.set_threshold(1)
+        valid = {a.fileno() for a, _ in pairs}
+        for _ in range(60):
+            # drain the 2-tuple free list so that allocations inside poll()
+            # are GC allocations, then leave one cycle for them to collect
+            hold = [(i, i) for i in range(2100)]
+            Cycle()
+            in_poll[0] = True
+            res = ep.poll(0)
+            in_poll[0] = False
+            del hold
+            for fd, ev in res:
+                assert fd in valid or fd in dups
+                assert ev in (OUT, IN | OUT)
+    finally:
+        gc.set_threshold(*old)
+        ep.close()
+        for n in dups:
+            os.close(n)
+        for a, b in pairs:
+            a.close()
+            b.close()
+    assert nested
+    if sys.version_info < (3, 12):
+        assert any(nested)      # a finaliser did run inside poll()

@@ -532,3 +532,57 @@ def test_error_is_oserror():
 def test_select_doc_and_signature():
     assert fastsel.select.__name__ == "select"
     assert fastsel.select.__text_signature__ == std_select.select.__text_signature__
+
+
+# --- the timeouts handed to the kernel, seen with strace -------------------
+
+STRACE_CHILD = r"""
+import os, sys
+import select as std
+import fastsel
+mod = std if sys.argv[1] == "stdlib" else fastsel
+r, w = os.pipe()
+os.write(w, b"x")                       # ready: no call below blocks
+for t in [0, 1e-9, 1e-7, 4.9e-7, 5e-7, 1e-6, 1.0000005e-6, 1.5e-6, 0.1 + 1e-9,
+          1.0000005, 2.5, 10**6, 86400 * 365 + 0.25, 2**33 + 1e-3, True]:
+    mod.select([r], [], [], t)
+p = mod.poll()
+p.register(r, mod.POLLIN)
+for t in [None, 0, 1e-9, 0.1, 0.5, 1.5, 999.9999, 2**31 - 1, -1, -1e-9, -1.5,
+          -(2**31), True]:
+    p.poll(t)
+"""
+
+
+def test_kernel_sees_the_same_timeouts(tmp_path):
+    import re
+    import shutil
+    import subprocess
+
+    from _helpers import child_env
+
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    script = tmp_path / "child.py"
+    script.write_text(STRACE_CHILD)
+    calls = {}
+    for name in ("stdlib", "fastsel"):
+        out = tmp_path / f"{name}.trace"
+        proc = subprocess.run(
+            [strace, "-qq", "-e", "trace=select,pselect6,poll,ppoll", "-o",
+             str(out), sys.executable, str(script), name],
+            env=child_env(), capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0 and "ptrace" in proc.stderr:
+            pytest.skip(f"strace cannot trace here: {proc.stderr.strip()}")
+        assert proc.returncode == 0, proc.stderr
+        lines = [ln for ln in out.read_text().splitlines()
+                 if re.match(r"(p?select6?|p?poll)\(", ln)]
+        # keep the syscall name and its timeout argument only: fastsel passes
+        # NULL where the stdlib passes an empty fd set
+        calls[name] = [
+            (ln.split("(")[0], re.search(r"(\{tv_sec=[^}]*\}|NULL|-?\d+)\)\s+=",
+                                         ln.replace(", NULL)", ")")).group(1))
+            for ln in lines]
+    assert len(calls["stdlib"]) == 15 + 13
+    assert calls["fastsel"] == calls["stdlib"]

@@ -138,6 +138,29 @@ def test_many_registered(cls):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@pytest.mark.parametrize("ready", [1, 1023, 1024, 1025, 2048, 2049, 3000])
+def test_every_ready_fd_reported_once(cls, ready):
+    # epoll hands out at most 1024 events per wait: fastsel drains the
+    # rest with non-blocking waits and reports each ready fd exactly once
+    pairs = [os.pipe() for _ in range(3000)]
+    s = cls()
+    try:
+        for r, w in pairs:
+            s.register(r, R, "r")
+            s.register(w, R, "w")       # a write end is never readable
+        for r, w in pairs[:ready]:
+            os.write(w, b"x")
+        got = s.select(0)
+        fds = [k.fd for k, ev in got]
+        assert len(fds) == len(set(fds)) == ready
+        assert {k.data for k, ev in got} == {"r"}
+    finally:
+        s.close()
+        for r, w in pairs:
+            os.close(r)
+            os.close(w)
+
+
 def test_huge_fd_numbers_poll_select():
     # poll and select accept any fd number at register(); a bogus huge one
     # must not allocate a table that large
@@ -231,14 +254,20 @@ def _wait_child(pid, timeout=20.0):
     pytest.fail("child timed out")
 
 
+def _fork():
+    import warnings
+    with warnings.catch_warnings():
+        # the watchdog thread makes 3.12+ warn; the child is simple
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
+
+
 def test_fork(cls, pipes):
     s = cls()
     r1, w1 = pipes()
     r2, w2 = pipes()
     s.register(r1, R, "parent")
-    kernel = getattr(s, "fileno", None)
-    parent_epfd = kernel() if kernel else None
-    pid = os.fork()
+    pid = _fork()
     if pid == 0:
         code = 1
         try:
@@ -250,12 +279,14 @@ def test_fork(cls, pipes):
             os.write(w1, b"x")
             got = [(k.data, ev) for k, ev in s.select(1)]
             assert got == [("child", R)], got
-            if kernel:
-                assert s.fileno() != parent_epfd
-                if cls.__name__ == "EpollSelector":
-                    assert epoll_interest(s.fileno()) == {r2}
+            if cls.__name__ == "EpollSelector":
+                # a fresh epoll (it may reuse the inherited one's number)
+                assert epoll_interest(s.fileno()) == {r2}
             s.close()
             code = 0
+        except BaseException:
+            import traceback
+            traceback.print_exc()
         finally:
             os._exit(code)
     assert _wait_child(pid) == 0
@@ -273,12 +304,15 @@ def test_fork_then_close_in_child(cls):
     s = cls()
     a, b = socket.socketpair()
     s.register(a, W, "x")
-    pid = os.fork()
+    pid = _fork()
     if pid == 0:
         code = 1
         try:
             s.close()       # drops the child's copy only
             code = 0
+        except BaseException:
+            import traceback
+            traceback.print_exc()
         finally:
             os._exit(code)
     assert _wait_child(pid) == 0
@@ -334,7 +368,7 @@ def test_close_during_select(cls, pipes):
     assert not t.is_alive()
     assert box == {"r": []}
     if hasattr(cls, "fileno"):
-        assert open_fds() == before - 1     # the kernel object went
+        assert open_fds() < before          # the kernel object went
     s.close()
 
 
@@ -476,6 +510,22 @@ def test_result_tuples_cached(sel, pipes):
     k2 = sel.modify(r, R, "b")
     assert sel.select(0) == [(k2, R)]
     assert sel.select(0)[0][0] is k2
+
+
+def test_construction_is_lazy(cls):
+    # no kernel object until first use: create + close costs no syscall
+    before = open_fds()
+    s = cls()
+    assert open_fds() == before
+    s.close()
+    assert open_fds() == before
+    if hasattr(cls, "fileno"):
+        s = cls()
+        assert s.fileno() >= 0
+        opened = open_fds()
+        assert opened > before
+        s.close()
+        assert open_fds() < opened
 
 
 def test_default_selector():

@@ -212,7 +212,8 @@ kw_find(PyObject *kwnames, PyObject *const *kwvals, PyObject *kwdict,
     Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, name) == 0) {
+        if (PyUnicode_Check(k)
+            && PyUnicode_CompareWithASCIIString(k, name) == 0) {
             return kwvals[i];
         }
     }
@@ -256,7 +257,8 @@ suggest_distance(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb)
             if (x == y) {
                 sub = 0;
             }
-            else if ((x ^ y) == 0x20 && ((x | 0x20) >= 'a' && (x | 0x20) <= 'z')) {
+            else if ((x ^ y) == 0x20 && (x | 0x20) >= 'a'
+                     && (x | 0x20) <= 'z') {
                 sub = 1;
             }
             Py_ssize_t best = diag + sub;
@@ -319,7 +321,8 @@ kw_unexpected(const ep_sig *sig, PyObject *kwnames, PyObject *kwdict)
         int known = 0;
         if (PyUnicode_Check(key)) {
             for (int j = 0; j < sig->nparams; j++) {
-                if (PyUnicode_CompareWithASCIIString(key, sig->names[j]) == 0) {
+                if (PyUnicode_CompareWithASCIIString(key,
+                                                     sig->names[j]) == 0) {
                     known = 1;
                 }
             }
@@ -473,7 +476,7 @@ ep_as_mask(PyObject *obj, unsigned int *out)
     return 0;
 }
 
-/* -- construction ---------------------------------------------------------- */
+/* -- construction --------------------------------------------------------- */
 
 static PyObject *
 ep_new_object(PyTypeObject *type, int fd)
@@ -560,7 +563,7 @@ ep_dealloc(ep_object *self)
     Py_DECREF(tp);
 }
 
-/* -- plain methods ----------------------------------------------------------- */
+/* -- plain methods -------------------------------------------------------- */
 
 static PyObject *
 ep_close(ep_object *self, PyObject *Py_UNUSED(ignored))
@@ -613,7 +616,7 @@ ep_exit(ep_object *self, PyObject *const *args, Py_ssize_t nargs)
     return ep_close(self, NULL);
 }
 
-/* -- interest list ------------------------------------------------------------ */
+/* -- interest list -------------------------------------------------------- */
 
 static PyObject *
 ep_ctl(ep_object *self, int op, int fd, unsigned int events)
@@ -706,7 +709,7 @@ ep_unregister(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
     return ep_ctl(self, EPOLL_CTL_DEL, fd, 0);
 }
 
-/* -- poll ---------------------------------------------------------------------- */
+/* -- poll ----------------------------------------------------------------- */
 
 static PyObject *
 ep_new_tuple(int fd, uint32_t mask)
@@ -772,16 +775,23 @@ ep_results(ep_object *self, const struct epoll_event *evs, int n)
         if ((unsigned int)fd < (unsigned int)self->tc_len
             || (fd >= 0 && ep_tcache_cover(self, fd))) {
             ep_cached *c = &self->tc[fd];
-            if (c->tuple == NULL || c->mask != mask) {
+            if (c->tuple != NULL && c->mask == mask) {
+                t = c->tuple;
+                Py_INCREF(t);
+            }
+            else {
                 t = ep_new_tuple(fd, mask);
                 if (t == NULL) {
                     goto error;
                 }
-                Py_XSETREF(c->tuple, t);
-                c->mask = mask;
+                /* The allocation may have run a GC finaliser that polled
+                 * this object and resized the cache: index it afresh. */
+                if ((unsigned int)fd < (unsigned int)self->tc_len) {
+                    Py_INCREF(t);
+                    Py_XSETREF(self->tc[fd].tuple, t);
+                    self->tc[fd].mask = mask;
+                }
             }
-            t = c->tuple;
-            Py_INCREF(t);
         }
         else
 #endif
@@ -845,7 +855,8 @@ ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
             return NULL;
         }
         ms = t < 0 ? -1 : (int)t;
-        if (timeout >= 0) {
+        /* timeout 0 needs no clock: after EINTR its deadline has passed */
+        if (timeout > 0) {
             deadline = fs_monotonic_ns() + timeout;
         }
     }
@@ -901,7 +912,7 @@ ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
             goto done;
         }
         if (timeout >= 0) {
-            int64_t left = deadline - fs_monotonic_ns();
+            int64_t left = timeout ? deadline - fs_monotonic_ns() : -1;
             if (left < 0) {
                 n = 0;
                 break;
@@ -925,7 +936,7 @@ done:
     return result;
 }
 
-/* -- type ---------------------------------------------------------------------- */
+/* -- type ----------------------------------------------------------------- */
 
 PyDoc_STRVAR(ep_doc,
 "epoll(sizehint=-1, flags=0)\n\

@@ -193,13 +193,6 @@ slot_make(sel_object *s, int fd)
     return &s->slots[fd];
 }
 
-static inline long
-key_fd(PyObject *key)
-{
-    /* the C fd of a registered key: key.fd is an int that fit in a C int */
-    return PyLong_AsLong(PyTuple_GET_ITEM(key, 1));
-}
-
 /* Unlink fd's slot and return its key (a new reference to the caller);
  * the cached result is released. */
 static PyObject *
@@ -345,7 +338,7 @@ static int
 sel_refork(sel_object *s)
 {
     s->fork_seen = fork_counter;
-    s->busy = 0;            /* threads waiting at fork time do not exist here */
+    s->busy = 0;            /* a thread waiting at fork is not here */
     if (s->be != NULL) {
         s->ops->free(s->be);
         s->be = NULL;
@@ -355,6 +348,9 @@ sel_refork(sel_object *s)
         s->evbuf = NULL;
         s->evcap = 0;
         return 0;
+    }
+    if (s->count == 0) {
+        return 0;               /* opened on first use, as a new selector */
     }
     s->be = s->ops->open();
     if (s->be == NULL) {
@@ -375,6 +371,19 @@ sel_refork(sel_object *s)
     return 0;
 }
 
+/* The kernel object is made on first use: a selector that is created and
+ * closed unused (urllib3, psycopg make one per call) costs no syscall. */
+static int
+sel_open_backend(sel_object *s)
+{
+    s->be = s->ops->open();
+    if (s->be == NULL) {
+        set_errno_error(errno);
+        return -1;
+    }
+    return 0;
+}
+
 /* The common entry check of every kernel-facing method. */
 static inline int
 sel_ready(sel_object *s)
@@ -383,8 +392,11 @@ sel_ready(sel_object *s)
         err_closed();
         return -1;
     }
-    if (s->fork_seen != fork_counter) {
-        return sel_refork(s);
+    if (s->fork_seen != fork_counter && sel_refork(s) < 0) {
+        return -1;
+    }
+    if (s->be == NULL) {
+        return sel_open_backend(s);
     }
     return 0;
 }
@@ -630,7 +642,7 @@ slot_set_key(sel_slot *sl, PyObject *key)
     Py_DECREF(old);
 }
 
-/* ---- argument parsing ---------------------------------------------------- */
+/* ---- argument parsing --------------------------------------------------- */
 
 /* Positional-or-keyword parameters `names` (nreq required), filled into out
  * as borrowed references (NULL when absent).  Errors read as CPython's for
@@ -651,7 +663,8 @@ parse_args(const char *owner, const char *meth, const char *const *names,
     if (nargs > nmax) {
         if (nreq == nmax) {
             PyErr_Format(PyExc_TypeError,
-                         "%s() takes %d positional argument%s but %zd %s given",
+                         "%s() takes %d positional argument%s but %zd %s "
+                         "given",
                          fname, nmax + 1, nmax == 0 ? "" : "s", nargs + 1,
                          nargs + 1 == 1 ? "was" : "were");
         }
@@ -783,6 +796,11 @@ sel_do_register(sel_object *s, PyObject *fileobj, PyObject *events,
         Py_DECREF(key);
         return NULL;
     }
+    /* fileno() and __and__ may have run code that closed or forked */
+    if (sel_ready(s) < 0) {
+        Py_DECREF(key);
+        return NULL;
+    }
     uint32_t gen = ++s->next_gen;
     if (s->ops->add(s->be, (int)cfd, mask, make_token((int)cfd, gen)) < 0) {
         /* nothing was stored: no key is left behind */
@@ -843,6 +861,13 @@ sel_do_unregister(sel_object *s, PyObject *fileobj)
     sel_slot *sl = cfd >= 0 ? slot_find(s, cfd) : NULL;
     if (sl == NULL) {
         return err_not_registered(fileobj);
+    }
+    if (s->fork_seen != fork_counter) {
+        /* fileno() forked: rebuild first (the slot may move) */
+        if (sel_ready(s) < 0) {
+            return NULL;
+        }
+        sl = slot_find(s, cfd);
     }
     int events = sl->events;
     int isbool = sl->boolfd;
@@ -942,6 +967,9 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *k = slot_take(s, (int)cfd, sl);
                 Py_DECREF(k);
                 (void)s->ops->remove(s->be, (int)cfd, old);
+                goto done;
+            }
+            if (sel_ready(s) < 0) {
                 goto done;
             }
             sl = slot_find(s, cfd);     /* a warning filter may run code */
@@ -1048,7 +1076,7 @@ done:
     return result;
 }
 
-/* ---- select --------------------------------------------------------------- */
+/* ---- select ------------------------------------------------------------- */
 
 static PyObject *
 call_math_ceil(PyObject *x)
@@ -1285,11 +1313,13 @@ max0_timeout(int kind, PyObject *timeout, int64_t *ns)
             const char *name = Py_TYPE(t)->tp_name;
             const char *dot = strrchr(name, '.');
             PyErr_Format(PyExc_TypeError,
-                         "timeout argument must be a number or None, got %.200s",
+                         "timeout argument must be a number or None, "
+                         "got %.200s",
                          dot ? dot + 1 : name);
         }
         else if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_SetString(PyExc_TypeError, "timeout must be a float or None");
+            PyErr_SetString(PyExc_TypeError,
+                            "timeout must be a float or None");
         }
         return -1;
     }
@@ -1441,7 +1471,8 @@ sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     }
     else {
         if (parse_args(owner_of(s->kind, 's'), "select",
-                       names_timeout, 0, 1, args, nargs, kwnames, &timeout) < 0) {
+                       names_timeout, 0, 1, args, nargs, kwnames,
+                       &timeout) < 0) {
             return NULL;
         }
         if (timeout == NULL) {
@@ -1521,21 +1552,24 @@ sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
         Py_CLEAR(list);
         goto finish;
     }
-    Py_ssize_t seen_events = n;
-    while (full && !s->closed && seen_events < s->count) {
+    /* Drain: epoll hands out the not-yet-returned ready fds first, then
+     * the ones it returned (re-queued, level-triggered).  A batch that is
+     * not full, or that brings anything already seen, means every ready
+     * fd has been reported. */
+    while (full && !s->closed) {
         n = sel_wait(s, 0, max);
         if (n < 0) {
             Py_CLEAR(list);
             goto finish;
         }
+        Py_ssize_t before = j;
         if (s->closed || sel_collect(s, list, n, &j, 1) < 0) {
             if (!s->closed) {
                 Py_CLEAR(list);
             }
             break;
         }
-        seen_events += n;
-        full = n == max;
+        full = n == max && j - before == n;
     }
     if (list != NULL && j < PyList_GET_SIZE(list)) {
         if (PyList_SetSlice(list, j, PyList_GET_SIZE(list), NULL) < 0) {
@@ -1556,7 +1590,7 @@ finish:
     return list;
 }
 
-/* ---- the rest of the selector API ----------------------------------------- */
+/* ---- the rest of the selector API --------------------------------------- */
 
 static PyObject *
 sel_close(sel_object *s, PyObject *Py_UNUSED(ignored))
@@ -1661,7 +1695,7 @@ sel_exit(sel_object *s, PyObject *const *args, Py_ssize_t nargs)
     return r;
 }
 
-/* ---- construction and GC -------------------------------------------------- */
+/* ---- construction and GC ------------------------------------------------ */
 
 static PyObject *
 sel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -1703,13 +1737,6 @@ sel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     s->ops = kind_ops(kind);
     s->head = s->tail = -1;
     s->fork_seen = fork_counter;
-    s->be = s->ops->open();
-    if (s->be == NULL) {
-        s->closed = 1;
-        set_errno_error(errno);
-        Py_DECREF(s);
-        return NULL;
-    }
     return (PyObject *)s;
 }
 
@@ -1770,7 +1797,8 @@ static PyMethodDef sel_methods[] = {
      "Change a registered file object's events or data."},
     {"select", (PyCFunction)(void (*)(void))sel_select,
      METH_FASTCALL | METH_KEYWORDS,
-     "select(timeout=None)\n--\n\nWait for readiness; a list of (key, events)."},
+     "select(timeout=None)\n--\n\n"
+     "Wait for readiness; a list of (key, events)."},
     {"close", (PyCFunction)sel_close, METH_NOARGS,
      "close()\n--\n\nClose the selector and forget every key."},
     {"get_key", (PyCFunction)(void (*)(void))sel_get_key,
@@ -1797,7 +1825,13 @@ static PyMemberDef sel_members[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
+static PyGetSetDef sel_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyType_Slot sel_base_slots[] = {
+    {Py_tp_getset, sel_getset},
     {Py_tp_new, sel_new},
     {Py_tp_dealloc, sel_dealloc},
     {Py_tp_traverse, sel_traverse},
@@ -1815,7 +1849,7 @@ static PyType_Spec sel_base_spec = {
     .slots = sel_base_slots,
 };
 
-/* ---- the mapping ------------------------------------------------------------ */
+/* ---- the mapping -------------------------------------------------------- */
 
 static PyObject *
 map_lookup(map_object *m, PyObject *fileobj, PyObject *dflt)
@@ -2047,7 +2081,7 @@ static PyType_Spec mapiter_spec = {
     .slots = mapiter_slots,
 };
 
-/* ---- setup ---------------------------------------------------------------- */
+/* ---- setup -------------------------------------------------------------- */
 
 static int
 make_mapping_class(PyObject *module, fs_state *st)
@@ -2101,7 +2135,8 @@ fs_selector_setup(PyObject *module, fs_state *st)
         || !PyType_IsSubtype((PyTypeObject *)st->selector_key_type,
                              &PyTuple_Type)) {
         PyErr_SetString(PyExc_ImportError,
-                        "selectors.SelectorKey is not the stdlib's namedtuple");
+                        "selectors.SelectorKey is not the stdlib's "
+                        "namedtuple");
         return -1;
     }
     st->selector_base_type = (PyTypeObject *)PyType_FromModuleAndSpec(
