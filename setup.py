@@ -3,6 +3,8 @@
 Environment switches (all optional):
   FASTSEL_WERROR=1   turn compiler warnings into errors (CI sets it).
   FASTSEL_DEBUG=1    build with -O0 -g and assertions enabled.
+  FASTSEL_SANITIZE=1 build with AddressSanitizer + UndefinedBehaviorSanitizer
+                     (run with the ASan runtime preloaded: tools/sanitize.sh).
   FASTSEL_KQUEUE=<prefix>|system
                      Linux only, for testing: build kqueue.c against the
                      libkqueue compatibility library installed under <prefix>
@@ -40,6 +42,11 @@ def extension():
         cflags += ["-O0", "-g3", "-UNDEBUG"]
     else:
         cflags.append("-O2")
+    link_args = []
+    if _flag("FASTSEL_SANITIZE"):
+        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+        cflags += san
+        link_args += san
     if sys.platform == "win32":
         raise SystemExit("fastsel supports POSIX systems only")
     include_dirs, link = [SRC], {}
@@ -62,6 +69,7 @@ def extension():
         include_dirs=include_dirs,
         define_macros=macros,
         extra_compile_args=cflags,
+        extra_link_args=link_args,
         **link,
     )
 

@@ -8,15 +8,22 @@
 typedef struct {
     PyObject_HEAD
     fs_state *st;
-    fs_fdtab tab;           /* registrations, in registration order */
+    /* registrations, in registration order; each token is a strong
+     * reference to the fd's int object, made once at register() so poll()
+     * results need no int allocation */
+    fs_fdtab tab;
     /* What poll(2) runs on: a copy of tab taken with the GIL when tab has
      * changed, so register()/unregister() from another thread during a poll
-     * never resize or free the memory the kernel is writing to. */
+     * never resize or free the memory the kernel is writing to.  pobj holds
+     * its own references to the fd ints. */
     struct pollfd *pfd;
+    PyObject **pobj;
     int plen, pcap;
     int dirty;
     int running;            /* a poll() is waiting (issue 8865) */
 } fs_poll;
+
+#define TOK_OBJ(tok) ((PyObject *)(uintptr_t)(tok))
 
 /* --- argument helpers --------------------------------------------------- */
 
@@ -110,8 +117,19 @@ poll_register(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
         /* like a dict store: the fd keeps its place */
         self->tab.ent[idx].events = (short)mask;
     }
-    else if (fdtab_add(&self->tab, fd, (short)mask, 0) < 0) {
-        return PyErr_NoMemory();
+    else {
+        PyObject *key;
+        if (PyLong_CheckExact(args[0])) {
+            key = args[0];      /* fd == the int itself */
+            Py_INCREF(key);
+        }
+        else if ((key = PyLong_FromLong(fd)) == NULL) {
+            return NULL;
+        }
+        if (fdtab_add(&self->tab, fd, (short)mask, (uint64_t)(uintptr_t)key) < 0) {
+            Py_DECREF(key);
+            return PyErr_NoMemory();
+        }
     }
     self->dirty = 1;
     Py_RETURN_NONE;
@@ -172,8 +190,10 @@ poll_unregister(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
         }
         return NULL;
     }
+    PyObject *key = TOK_OBJ(self->tab.tok[idx]);
     fdtab_remove(&self->tab, idx);
     self->dirty = 1;
+    Py_DECREF(key);
     Py_RETURN_NONE;
 }
 
@@ -193,10 +213,26 @@ poll_sync(fs_poll *self)
             return -1;
         }
         self->pfd = pfd;
+        PyObject **pobj = PyMem_Realloc(self->pobj, (size_t)n * sizeof(*pobj));
+        if (pobj == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->pobj = pobj;
         self->pcap = n;
     }
     if (n > 0) {
         memcpy(self->pfd, self->tab.ent, (size_t)n * sizeof(*self->pfd));
+    }
+    /* take the new references before dropping the old ones */
+    for (int i = 0; i < n; i++) {
+        Py_INCREF(TOK_OBJ(self->tab.tok[i]));
+    }
+    for (int i = 0; i < self->plen; i++) {
+        Py_DECREF(self->pobj[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        self->pobj[i] = TOK_OBJ(self->tab.tok[i]);
     }
     self->plen = n;
     self->dirty = 0;
@@ -293,13 +329,10 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
         }
         PyList_SET_ITEM(result, j, tup);
         j++;
-        PyObject *v = PyLong_FromLong(pfd[i].fd);
-        if (v == NULL) {
-            goto error;
-        }
-        PyTuple_SET_ITEM(tup, 0, v);
+        Py_INCREF(self->pobj[i]);
+        PyTuple_SET_ITEM(tup, 0, self->pobj[i]);
         /* & 0xffff: revents is a short (POLLNVAL is 0x8000 on AIX) */
-        v = PyLong_FromLong(pfd[i].revents & 0xffff);
+        PyObject *v = PyLong_FromLong(pfd[i].revents & 0xffff);
         if (v == NULL) {
             goto error;
         }
@@ -316,8 +349,17 @@ static void
 poll_dealloc(fs_poll *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
+    for (int i = 0; i < self->tab.len; i++) {
+        if (self->tab.ent[i].fd >= 0) {
+            Py_DECREF(TOK_OBJ(self->tab.tok[i]));
+        }
+    }
     fdtab_free(&self->tab);
+    for (int i = 0; i < self->plen; i++) {
+        Py_DECREF(self->pobj[i]);
+    }
     PyMem_Free(self->pfd);
+    PyMem_Free(self->pobj);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -399,8 +441,9 @@ fs_poll_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     self->st = st;
-    fdtab_init(&self->tab, 0);
+    fdtab_init(&self->tab, 1);
     self->pfd = NULL;
+    self->pobj = NULL;
     self->plen = self->pcap = 0;
     self->dirty = 0;
     self->running = 0;
