@@ -262,7 +262,7 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
             PyErr_SetString(PyExc_OverflowError, "timeout is too large");
             return NULL;
         }
-        if (timeout >= 0) {
+        if (timeout > 0) {
             deadline = fs_monotonic_ns() + timeout;
         }
     }
@@ -299,7 +299,8 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
             return NULL;
         }
         if (timeout >= 0) {
-            int64_t left = deadline - fs_monotonic_ns();
+            /* timeout 0 has no deadline: it is past as soon as it is read */
+            int64_t left = timeout == 0 ? -1 : deadline - fs_monotonic_ns();
             if (left < 0) {
                 n = 0;
                 break;
@@ -307,18 +308,20 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
             ms = fs_ns_divide(left, 1000000, FS_ROUND_CEILING);
         }
     }
-    self->running = 0;
     if (n < 0) {
+        self->running = 0;
         errno = err;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
 
+    /* Still marked running while the results are read: an allocation here
+     * may run a finalizer (and so other threads) that polls again, and that
+     * must not re-sync pfd/pobj under this loop. */
     PyObject *result = PyList_New(n);
     if (result == NULL) {
+        self->running = 0;
         return NULL;
     }
-    /* pfd is still ours: a concurrent poll() was refused and sync only runs
-     * from poll() */
     for (int i = 0, j = 0; j < n && i < (int)nfd; i++) {
         if (pfd[i].revents == 0) {
             continue;
@@ -338,9 +341,11 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
         }
         PyTuple_SET_ITEM(tup, 1, v);
     }
+    self->running = 0;
     return result;
 
 error:
+    self->running = 0;
     Py_DECREF(result);
     return NULL;
 }

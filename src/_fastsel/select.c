@@ -203,7 +203,7 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         }
     }
 
-    if (tvp != NULL) {
+    if (timeout > 0) {
         deadline = fs_monotonic_ns() + timeout;
     }
     for (;;) {
@@ -220,7 +220,8 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
             goto finally;
         }
         if (tvp != NULL) {
-            int64_t left = deadline - fs_monotonic_ns();
+            /* timeout 0 has no deadline: it is past as soon as it is read */
+            int64_t left = timeout == 0 ? -1 : deadline - fs_monotonic_ns();
             if (left < 0) {
                 ready = 0;      /* the sets were left as given: ignore them */
                 break;

@@ -75,15 +75,21 @@ install_atfork(void)
     (void)pthread_atfork(NULL, NULL, on_fork_child);
 }
 
+/* A slot is 24 bytes: its one object pointer is either the SelectorKey or,
+ * tagged with bit 0, the cached (key, res_mask) result tuple that holds the
+ * key, so caching results costs no memory per registration. */
 typedef struct {
-    PyObject *key;          /* SelectorKey, or NULL: slot free */
-    PyObject *res;          /* cached (key, res_mask) result, or NULL */
+    uintptr_t obj;          /* key | cached result | 1; 0: slot free */
     uint32_t gen;           /* generation of this registration */
     int32_t prev, next;     /* registration order (fds), -1: none */
     uint8_t events;         /* kernel interest == result mask (FS_*) */
     uint8_t res_mask;
     uint8_t boolfd;         /* key.fd is a bool (3.13 warns on its use) */
 } sel_slot;
+
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(sel_slot) == 24, "a slot is 24 bytes on 64-bit");
+#endif
 
 typedef struct {
     int fd;
@@ -130,6 +136,28 @@ typedef struct {
     Py_ssize_t count;
 } mapiter_object;
 
+static inline PyObject *
+slot_key(const sel_slot *sl)
+{
+    return (sl->obj & 1)
+        ? PyTuple_GET_ITEM((PyObject *)(sl->obj - 1), 0)
+        : (PyObject *)sl->obj;
+}
+
+/* The cached result tuple, or NULL. */
+static inline PyObject *
+slot_res(const sel_slot *sl)
+{
+    return (sl->obj & 1) ? (PyObject *)(sl->obj - 1) : NULL;
+}
+
+/* The owned object (key or result), for release and GC. */
+static inline PyObject *
+slot_obj(const sel_slot *sl)
+{
+    return (PyObject *)(sl->obj & ~(uintptr_t)1);
+}
+
 /* ---- slots ------------------------------------------------------------- */
 
 static inline sel_slot *
@@ -137,7 +165,7 @@ slot_find(sel_object *s, long fd)
 {
     if (fd >= 0 && fd < s->cap) {
         sel_slot *sl = &s->slots[fd];
-        return sl->key ? sl : NULL;
+        return sl->obj ? sl : NULL;
     }
     if (fd >= SEL_DIRECT_MAX) {
         for (int i = 0; i < s->nfar; i++) {
@@ -171,7 +199,7 @@ slot_make(sel_object *s, int fd)
     }
     if (fd >= s->cap) {
         /* grow by 1/8: amortised O(1), and the table stays within ~6 % of
-         * one 32-byte slot per fd (the stdlib's dict costs ~37 bytes) */
+         * one 24-byte slot per fd (the stdlib's dict costs ~37 bytes) */
         int ncap = s->cap + (s->cap >> 3);
         if (ncap < fd + 1) {
             ncap = fd + 1;
@@ -199,8 +227,8 @@ slot_make(sel_object *s, int fd)
 static PyObject *
 slot_take(sel_object *s, int fd, sel_slot *sl)
 {
-    PyObject *key = sl->key;
-    PyObject *res = sl->res;
+    PyObject *key = slot_key(sl);
+    PyObject *res = slot_res(sl);
     if (sl->prev >= 0) {
         slot_find(s, sl->prev)->next = sl->next;
     }
@@ -213,8 +241,10 @@ slot_take(sel_object *s, int fd, sel_slot *sl)
     else {
         s->tail = sl->prev;
     }
-    sl->key = NULL;
-    sl->res = NULL;
+    if (res != NULL) {
+        Py_INCREF(key);         /* the tuple held it */
+    }
+    sl->obj = 0;
     if (sl->boolfd && s->kind == K_SELECT) {
         s->nbool[0] -= (sl->events & FS_READ) != 0;
         s->nbool[1] -= (sl->events & FS_WRITE) != 0;
@@ -268,12 +298,10 @@ sel_forget_all(sel_object *s)
     s->seen = NULL;
     s->seencap = 0;
     for (int i = 0; i < cap; i++) {
-        Py_XDECREF(slots[i].res);
-        Py_XDECREF(slots[i].key);
+        Py_XDECREF(slot_obj(&slots[i]));
     }
     for (int i = 0; i < nfar; i++) {
-        Py_XDECREF(far[i].slot.res);
-        Py_XDECREF(far[i].slot.key);
+        Py_XDECREF(slot_obj(&far[i].slot));
     }
     PyMem_Free(slots);
     PyMem_Free(far);
@@ -468,10 +496,10 @@ sel_lookup(sel_object *s, PyObject *fileobj, long *cfd)
     }
     for (int32_t i = s->head; i >= 0;) {
         sel_slot *sl = slot_find(s, i);
-        if (PyTuple_GET_ITEM(sl->key, 0) == fileobj) {
+        if (PyTuple_GET_ITEM(slot_key(sl), 0) == fileobj) {
             PyErr_Clear();
             *cfd = i;
-            fd = PyTuple_GET_ITEM(sl->key, 1);
+            fd = PyTuple_GET_ITEM(slot_key(sl), 1);
             Py_INCREF(fd);
             return fd;
         }
@@ -636,10 +664,8 @@ new_key(fs_state *st, PyObject *fileobj, PyObject *fd, PyObject *events,
 static void
 slot_set_key(sel_slot *sl, PyObject *key)
 {
-    PyObject *old = sl->key, *res = sl->res;
-    sl->key = key;
-    sl->res = NULL;
-    Py_XDECREF(res);
+    PyObject *old = slot_obj(sl);
+    sl->obj = (uintptr_t)key;
     Py_DECREF(old);
 }
 
@@ -815,8 +841,7 @@ sel_do_register(sel_object *s, PyObject *fileobj, PyObject *events,
         Py_DECREF(key);
         return NULL;
     }
-    sl->key = key;
-    sl->res = NULL;
+    sl->obj = (uintptr_t)key;
     sl->gen = gen;
     sl->events = (uint8_t)mask;
     sl->boolfd = (uint8_t)isbool;
@@ -940,7 +965,7 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     if (sl == NULL) {
         return err_not_registered(fileobj);
     }
-    PyObject *key = sl->key;
+    PyObject *key = slot_key(sl);
     Py_INCREF(key);
     PyObject *result = NULL;
     int ne = not_equal(events, PyTuple_GET_ITEM(key, 2));
@@ -957,7 +982,7 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
                 goto done;
             }
             sl = slot_find(s, cfd);     /* __and__ may have run Python code */
-            if (sl == NULL || sl->key != key) {
+            if (sl == NULL || slot_key(sl) != key) {
                 /* unregistered meanwhile: the stdlib's dict-free key path */
                 goto modify_gone;
             }
@@ -974,7 +999,7 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
                 goto done;
             }
             sl = slot_find(s, cfd);     /* a warning filter may run code */
-            if (sl == NULL || sl->key != key) {
+            if (sl == NULL || slot_key(sl) != key) {
                 goto modify_gone;
             }
             if (s->ops->modify(s->be, (int)cfd, sl->events, mask,
@@ -996,7 +1021,7 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
         int dne = not_equal(data, PyTuple_GET_ITEM(key, 3));
         sl = slot_find(s, cfd);
         if (dne < 0) {
-            if (old_mask >= 0 && sl != NULL && sl->key == key) {
+            if (old_mask >= 0 && sl != NULL && slot_key(sl) == key) {
                 /* the key keeps its events: so does result masking */
                 sl->events = (uint8_t)old_mask;
             }
@@ -1016,7 +1041,7 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
             goto done;
         }
         sl = slot_find(s, cfd);
-        if (sl != NULL && sl->key == key) {
+        if (sl != NULL && slot_key(sl) == key) {
             Py_INCREF(result);
             slot_set_key(sl, result);
         }
@@ -1064,7 +1089,7 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
         goto done;
     }
     sl = slot_find(s, cfd);
-    if (sl != NULL && sl->key == key) {
+    if (sl != NULL && slot_key(sl) == key) {
         Py_INCREF(result);
         slot_set_key(sl, result);
     }
@@ -1375,10 +1400,19 @@ sel_wait(sel_object *s, int64_t timeout_ns, int max)
         int n, err;
         fs_backend *be = s->be;
         fs_event *buf = s->evbuf;
-        Py_BEGIN_ALLOW_THREADS
-        n = s->ops->wait(be, timeout_ns, buf, max);
-        err = errno;
-        Py_END_ALLOW_THREADS
+        if (timeout_ns == 0) {
+            /* a poll that cannot block: handing the GIL over and back
+             * would cost more than the call (the backend still touches
+             * nothing but its own memory) */
+            n = s->ops->wait(be, 0, buf, max);
+            err = errno;
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            n = s->ops->wait(be, timeout_ns, buf, max);
+            err = errno;
+            Py_END_ALLOW_THREADS
+        }
         if (n >= 0) {
             return n;
         }
@@ -1422,12 +1456,12 @@ sel_collect(sel_object *s, PyObject *list, int n, Py_ssize_t *j, int dedupe)
             s->seen[fd] = s->epoch;
         }
         int mask = s->evbuf[i].events & sl->events;
-        PyObject *t = sl->res;
+        PyObject *t = slot_res(sl);
         if (t != NULL && sl->res_mask == mask) {
             Py_INCREF(t);
         }
         else {
-            PyObject *key = sl->key;
+            PyObject *key = slot_key(sl);
             PyObject *m = PyLong_FromLong(mask);   /* a cached small int */
             t = PyTuple_New(2);
             if (t == NULL) {
@@ -1439,12 +1473,13 @@ sel_collect(sel_object *s, PyObject *list, int n, Py_ssize_t *j, int dedupe)
             PyTuple_SET_ITEM(t, 1, m);
             /* the allocation may have collected garbage and run code */
             sl = slot_find(s, fd);
-            if (sl != NULL && sl->key == key) {
-                PyObject *old = sl->res;
+            if (sl != NULL && slot_key(sl) == key) {
+                /* the slot now owns the key through the tuple */
+                PyObject *old = slot_obj(sl);
                 Py_INCREF(t);
-                sl->res = t;
+                sl->obj = (uintptr_t)t | 1;
                 sl->res_mask = (uint8_t)mask;
-                Py_XDECREF(old);
+                Py_DECREF(old);
             }
         }
         if (*j < PyList_GET_SIZE(list)) {
@@ -1636,8 +1671,9 @@ sel_get_key(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     if (sl == NULL) {
         return err_not_registered(fileobj);
     }
-    Py_INCREF(sl->key);
-    return sl->key;
+    PyObject *key = slot_key(sl);
+    Py_INCREF(key);
+    return key;
 }
 
 static PyObject *
@@ -1748,12 +1784,10 @@ sel_traverse(sel_object *s, visitproc visit, void *arg)
     Py_VISIT(s->dict);
     Py_VISIT(s->map);
     for (int i = 0; i < s->cap; i++) {
-        Py_VISIT(s->slots[i].key);
-        Py_VISIT(s->slots[i].res);
+        Py_VISIT(slot_obj(&s->slots[i]));
     }
     for (int i = 0; i < s->nfar; i++) {
-        Py_VISIT(s->far[i].slot.key);
-        Py_VISIT(s->far[i].slot.res);
+        Py_VISIT(slot_obj(&s->far[i].slot));
     }
     return 0;
 }
@@ -1870,8 +1904,9 @@ map_lookup(map_object *m, PyObject *fileobj, PyObject *dflt)
         Py_INCREF(dflt);
         return dflt;
     }
-    Py_INCREF(sl->key);
-    return sl->key;
+    PyObject *key = slot_key(sl);
+    Py_INCREF(key);
+    return key;
 }
 
 static PyObject *
@@ -2020,7 +2055,7 @@ mapiter_next(mapiter_object *it)
                         "dictionary keys changed during iteration");
         return NULL;
     }
-    PyObject *fd = PyTuple_GET_ITEM(sl->key, 1);
+    PyObject *fd = PyTuple_GET_ITEM(slot_key(sl), 1);
     it->next = sl->next;
     it->next_gen = sl->next >= 0 ? slot_find(s, sl->next)->gen : 0;
     Py_INCREF(fd);

@@ -1,0 +1,231 @@
+"""The end-to-end case of ``python -m fastsel bench``: an asyncio echo server.
+
+The server runs in the benchmark's own process on a fresh event loop (stdlib
+selector, fastsel selector, or uvloop); the load comes from a separate
+process -- the C load generator ``loadgen.c`` when a compiler exists, else a
+Python client (``python -m fastsel._bench.echo client ...``) -- so that the
+client is not what is measured.  Server CPU time comes from
+``resource.getrusage(RUSAGE_SELF)`` around the client's whole session.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import selectors
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+HOST = "127.0.0.1"
+
+
+class EchoProtocol(asyncio.Protocol):
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+async def _sock_echo(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+    try:
+        while True:
+            data = await loop.sock_recv(conn, 65536)
+            if not data:
+                break
+            await loop.sock_sendall(conn, data)
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        conn.close()
+
+
+async def _sock_accept_loop(loop: asyncio.AbstractEventLoop, lsock: socket.socket,
+                            tasks: set) -> None:
+    while True:
+        conn, _ = await loop.sock_accept(lsock)
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = loop.create_task(_sock_echo(loop, conn))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+
+def new_loop(impl: str) -> asyncio.AbstractEventLoop:
+    if impl == "stdlib":
+        return asyncio.SelectorEventLoop(selectors.DefaultSelector())
+    if impl == "fastsel":
+        import fastsel
+        return asyncio.SelectorEventLoop(fastsel.DefaultSelector())
+    if impl == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+async def _session(loop: asyncio.AbstractEventLoop, variant: str,
+                   client_cmd: List[str], timeout: float) -> Dict[str, Any]:
+    tasks: set = set()
+    if variant == "protocol":
+        server = await loop.create_server(EchoProtocol, HOST, 0, backlog=1024)
+        port = server.sockets[0].getsockname()[1]
+        acceptor = None
+    else:
+        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind((HOST, 0))
+        lsock.listen(1024)
+        lsock.setblocking(False)
+        port = lsock.getsockname()[1]
+        server = None
+        acceptor = loop.create_task(_sock_accept_loop(loop, lsock, tasks))
+    cpu0, wall0 = _cpu(), time.perf_counter()
+    proc = subprocess.Popen(client_cmd + [str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise RuntimeError(f"echo client timed out after {timeout:.0f} s")
+            await asyncio.sleep(0.02)
+        cpu1, wall1 = _cpu(), time.perf_counter()
+        out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        if acceptor is not None:
+            acceptor.cancel()
+            for t in list(tasks):
+                t.cancel()
+            await asyncio.gather(acceptor, *tasks, return_exceptions=True)
+            lsock.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"echo client failed ({proc.returncode}): {err.strip()}")
+    res = json.loads(out.strip().splitlines()[-1])
+    res["server_cpu_s"] = cpu1 - cpu0
+    res["server_wall_s"] = wall1 - wall0
+    return res
+
+
+def run_echo(impl: str, variant: str, size: int, conns: int, warmup: float,
+             duration: float, loadgen: Optional[str]) -> Dict[str, Any]:
+    """One session: returns requests/s, p50/p99 latency, server CPU per request."""
+    if loadgen is not None:
+        cmd = [loadgen, HOST]
+        tail = [str(conns), str(size), str(warmup), str(duration)]
+        # loadgen takes the port second: HOST PORT CONNS ...
+        client = _PortSecond(cmd, tail)
+    else:
+        client = _PortSecond([sys.executable, "-m", "fastsel._bench.echo", "client", HOST],
+                             [str(conns), str(size), str(warmup), str(duration)])
+    loop = new_loop(impl)
+    try:
+        res = loop.run_until_complete(
+            _session(loop, variant, client, timeout=warmup + duration + 30))
+    finally:
+        loop.close()
+    res["rps"] = res["requests"] / res["seconds"] if res["seconds"] else 0.0
+    res["cpu_per_request_s"] = (res["server_cpu_s"] / res["total_requests"]
+                                if res["total_requests"] else None)
+    return res
+
+
+class _PortSecond(list):
+    """A client command line whose port (known only once the server is up)
+    goes between ``head`` and ``tail``: ``cmd + [port]`` builds it."""
+
+    def __init__(self, head: List[str], tail: List[str]) -> None:
+        super().__init__(head)
+        self._tail = tail
+
+    def __add__(self, other: List[str]) -> List[str]:  # type: ignore[override]
+        return list(self) + list(other) + self._tail
+
+
+# -- the Python fallback client (no C compiler) -----------------------------
+
+def client_main(argv: List[str]) -> int:
+    host, port, conns, size, warmup, duration = (
+        argv[0], int(argv[1]), int(argv[2]), int(argv[3]), float(argv[4]), float(argv[5]))
+    sel = selectors.DefaultSelector()
+    msg = b"x" * size
+    state = {}
+    for _ in range(conns):
+        s = socket.create_connection((host, port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        state[s.fileno()] = [s, 0, 0, 0.0]       # sock, sent, received, started
+        sel.register(s, selectors.EVENT_READ)
+    t_start = time.perf_counter()
+    t_measure, t_end = t_start + warmup, t_start + warmup + duration
+    lat: List[float] = []
+    total = 0
+
+    def pump(st: list) -> None:
+        s = st[0]
+        while st[1] < size:
+            try:
+                st[1] += s.send(msg[st[1]:] if st[1] else msg)
+            except BlockingIOError:
+                sel.modify(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+                return
+        sel.modify(s, selectors.EVENT_READ)
+
+    for st in state.values():
+        st[3] = t_start
+        pump(st)
+    now = t_start
+    while now < t_end:
+        ready = sel.select(0.1)
+        now = time.perf_counter()
+        for key, ev in ready:
+            st = state[key.fd]
+            if ev & selectors.EVENT_WRITE:
+                pump(st)
+            if not ev & selectors.EVENT_READ:
+                continue
+            try:
+                data = st[0].recv(1 << 20)
+            except BlockingIOError:
+                continue
+            if not data:
+                print("server closed a connection", file=sys.stderr)
+                return 1
+            st[2] += len(data)
+            if st[2] < size:
+                continue
+            total += 1
+            if st[3] >= t_measure and now <= t_end:
+                lat.append(now - st[3])
+            st[1] = st[2] = 0
+            st[3] = now
+            pump(st)
+    for st in state.values():
+        st[0].close()
+    lat.sort()
+    n = len(lat)
+    print(json.dumps({"requests": n, "total_requests": total + conns, "seconds": duration,
+                      "p50_s": lat[n // 2] if n else -1, "p99_s": lat[int(n * 0.99)] if n else -1,
+                      "client": "python"}))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "client":
+        sys.exit(client_main(sys.argv[2:]))
+    sys.exit("usage: python -m fastsel._bench.echo client HOST PORT CONNS SIZE WARMUP DURATION")
