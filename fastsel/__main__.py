@@ -20,6 +20,7 @@ from typing import List, Optional
 USAGE = """\
 usage: python -m fastsel PROGRAM.py [ARGS...]
        python -m fastsel -m MODULE [ARGS...]
+       python -m fastsel bench [--quick | --full] [--help]
 
 Runs PROGRAM.py (or MODULE, like `python -m MODULE`) with `import select` and
 `import selectors` served by fastsel (see fastsel.install())."""
@@ -53,6 +54,10 @@ def _die_like_python(exc: BaseException) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "bench":
+        # `python -m fastsel bench ...`: the benchmark suite (fastsel/_bench)
+        from fastsel._bench import main as bench_main
+        sys.exit(bench_main(args[1:]))
     if not args or args[0] in ("-h", "--help"):
         print(USAGE, file=sys.stdout if args else sys.stderr)
         sys.exit(0 if args else 2)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import selectors as _std
 import sys as _sys
 
-import _fastsel
+import _fastsel  # type: ignore  # the C extension
 
 EVENT_READ = _std.EVENT_READ
 EVENT_WRITE = _std.EVENT_WRITE

@@ -360,3 +360,26 @@ def test_flat(group: str, case: str, fds: Fds) -> None:
         body = selector_cases(cls, fds)[case]
     body()          # the case itself works (or raises what it should)
     assert_flat(body)
+
+
+def test_meters_catch_a_leak() -> None:
+    """The harness itself: a 16-byte leak per iteration fails every bound."""
+    kept: list = []
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    blocks: list = []
+
+    def leak() -> None:
+        kept.append(bytes(16))                  # Python allocator
+        blocks.append(libc.malloc(16))          # raw malloc
+
+    try:
+        growth = measure(leak)
+    finally:
+        libc.free.argtypes = [ctypes.c_void_p]
+        for b in blocks:
+            libc.free(b)
+    assert growth["tracemalloc"] >= TRACE_BOUND, growth
+    if malloc_in_use:
+        assert growth["malloc"] >= MALLOC_BOUND, growth
+    assert growth["rss"] >= RSS_BOUND, growth

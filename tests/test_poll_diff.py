@@ -770,3 +770,18 @@ def test_select_backend_closed_fd_is_ebadf(pipe):
         assert b.wait(0) == []
     finally:
         b.close()
+
+
+@pytest.mark.parametrize("mod", BOTH, ids=["stdlib", "fastsel"])
+def test_result_fds_are_plain_ints(mod, pipe):
+    r, w = pipe
+    os.write(w, b"x")
+    p = mod.poll()
+    p.register(IntSub(r), mod.POLLIN)
+    p.register(FileNo(w), mod.POLLOUT)
+    res = p.poll(0)
+    assert res == [(r, mod.POLLIN), (w, mod.POLLOUT)]
+    assert [type(fd) for fd, _ in res] == [int, int]
+    p.unregister(r)
+    p.register(r, mod.POLLIN)          # an exact int this time
+    assert p.poll(0) == [(w, mod.POLLOUT), (r, mod.POLLIN)]

@@ -3,7 +3,8 @@
 The server runs in the benchmark's own process on a fresh event loop (stdlib
 selector, fastsel selector, or uvloop); the load comes from a separate
 process -- the C load generator ``loadgen.c`` when a compiler exists, else a
-Python client (``python -m fastsel._bench.echo client ...``) -- so that the
+Python client (this file run as a script: ``python echo.py client ...``,
+spreading the connections over worker processes) -- so that the
 client is not what is measured.  Server CPU time comes from
 ``resource.getrusage(RUSAGE_SELF)`` around the client's whole session.
 """
@@ -60,7 +61,7 @@ def new_loop(impl: str) -> asyncio.AbstractEventLoop:
         return asyncio.SelectorEventLoop(selectors.DefaultSelector())
     if impl == "fastsel":
         import fastsel
-        return asyncio.SelectorEventLoop(fastsel.DefaultSelector())
+        return asyncio.SelectorEventLoop(fastsel.DefaultSelector())  # type: ignore[arg-type]
     if impl == "uvloop":
         import uvloop
         return uvloop.new_event_loop()
@@ -107,7 +108,10 @@ async def _session(loop: asyncio.AbstractEventLoop, variant: str,
             proc.wait()
         if server is not None:
             server.close()
-            await server.wait_closed()
+            try:
+                await asyncio.wait_for(server.wait_closed(), 5)
+            except asyncio.TimeoutError:
+                pass
         if acceptor is not None:
             acceptor.cancel()
             for t in list(tasks):
@@ -131,7 +135,8 @@ def run_echo(impl: str, variant: str, size: int, conns: int, warmup: float,
         # loadgen takes the port second: HOST PORT CONNS ...
         client = _PortSecond(cmd, tail)
     else:
-        client = _PortSecond([sys.executable, "-m", "fastsel._bench.echo", "client", HOST],
+        # run by path: the client needs only the stdlib, not fastsel
+        client = _PortSecond([sys.executable, os.path.abspath(__file__), "client", HOST],
                              [str(conns), str(size), str(warmup), str(duration)])
     loop = new_loop(impl)
     try:
@@ -159,12 +164,12 @@ class _PortSecond(list):
 
 # -- the Python fallback client (no C compiler) -----------------------------
 
-def client_main(argv: List[str]) -> int:
-    host, port, conns, size, warmup, duration = (
-        argv[0], int(argv[1]), int(argv[2]), int(argv[3]), float(argv[4]), float(argv[5]))
+def _client_worker(host: str, port: int, conns: int, size: int, warmup: float,
+                   duration: float, queue: Any) -> None:
+    """One client process: ``conns`` connections in a closed loop."""
     sel = selectors.DefaultSelector()
     msg = b"x" * size
-    state = {}
+    state: Dict[int, list] = {}
     for _ in range(conns):
         s = socket.create_connection((host, port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -190,7 +195,8 @@ def client_main(argv: List[str]) -> int:
         st[3] = t_start
         pump(st)
     now = t_start
-    while now < t_end:
+    error = None
+    while now < t_end and error is None:
         ready = sel.select(0.1)
         now = time.perf_counter()
         for key, ev in ready:
@@ -204,8 +210,8 @@ def client_main(argv: List[str]) -> int:
             except BlockingIOError:
                 continue
             if not data:
-                print("server closed a connection", file=sys.stderr)
-                return 1
+                error = "server closed a connection"
+                break
             st[2] += len(data)
             if st[2] < size:
                 continue
@@ -217,15 +223,45 @@ def client_main(argv: List[str]) -> int:
             pump(st)
     for st in state.values():
         st[0].close()
-    lat.sort()
+    sel.close()
+    queue.put({"latencies": lat, "total": total + conns, "error": error})
+
+
+def client_main(argv: List[str]) -> int:
+    """``python echo.py client HOST PORT CONNS SIZE WARMUP DURATION [PROCS]``:
+    the connections are spread over PROCS worker processes (default: one per
+    core left over by the server)."""
+    import multiprocessing
+    host, port, conns, size, warmup, duration = (
+        argv[0], int(argv[1]), int(argv[2]), int(argv[3]), float(argv[4]), float(argv[5]))
+    procs = int(argv[6]) if len(argv) > 6 else max(1, min(4, (os.cpu_count() or 2) - 1))
+    procs = max(1, min(procs, conns))
+    ctx: Any = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork")
+    queue = ctx.Queue()
+    workers = []
+    for i in range(procs):
+        share = conns // procs + (1 if i < conns % procs else 0)
+        w = ctx.Process(target=_client_worker,
+                        args=(host, port, share, size, warmup, duration, queue))
+        w.start()
+        workers.append(w)
+    results = [queue.get(timeout=warmup + duration + 60) for _ in workers]
+    for w in workers:
+        w.join()
+    errors = [r["error"] for r in results if r["error"]]
+    if errors:
+        print(errors[0], file=sys.stderr)
+        return 1
+    lat = sorted(x for r in results for x in r["latencies"])
     n = len(lat)
-    print(json.dumps({"requests": n, "total_requests": total + conns, "seconds": duration,
+    print(json.dumps({"requests": n, "total_requests": sum(r["total"] for r in results),
+                      "seconds": duration,
                       "p50_s": lat[n // 2] if n else -1, "p99_s": lat[int(n * 0.99)] if n else -1,
-                      "client": "python"}))
+                      "client": f"python x{procs}"}))
     return 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "client":
         sys.exit(client_main(sys.argv[2:]))
-    sys.exit("usage: python -m fastsel._bench.echo client HOST PORT CONNS SIZE WARMUP DURATION")
+    sys.exit("usage: python echo.py client HOST PORT CONNS SIZE WARMUP DURATION [PROCS]")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence, TextIO
+from typing import Any, Collection, Dict, List, Optional, Sequence, TextIO
 
 
 def fmt_time(seconds: Optional[float]) -> str:
@@ -22,9 +22,9 @@ def fmt_ratio(r: Optional[float]) -> str:
     return "-" if r is None else f"{r:.2f}x"
 
 
-def table(header: Sequence[str], rows: List[Sequence[str]], out: TextIO,
-          right: Sequence[int] = ()) -> None:
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO,
+          right: Collection[int] = ()) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
@@ -181,7 +181,7 @@ def write_json(data: Dict[str, Any], path: str) -> None:
 
 COLORS = {"select": "tab:red", "poll": "tab:blue", "epoll": "tab:green",
           "kqueue": "tab:purple"}
-STYLES = {"stdlib": dict(linestyle="--", marker="o", markerfacecolor="white"),
+STYLES: Dict[str, Dict[str, Any]] = {"stdlib": dict(linestyle="--", marker="o", markerfacecolor="white"),
           "fastsel": dict(linestyle="-", marker="s"),
           "C floor": dict(linestyle=":", marker=None, linewidth=1.2, alpha=0.8)}
 
@@ -205,8 +205,9 @@ def plot(data: Dict[str, Any], path: str) -> Optional[str]:
         xs = [p["nfds"] for p in pts]
         ys = [p["median"] * 1e6 for p in pts]
         style = dict(STYLES.get(s["impl"], {}))
-        ax.plot(xs, ys, color=COLORS.get(s["mechanism"], "black"),
-                label=f"{s['mechanism']} - {s['impl']}", **style)
+        label = (f"{s['mechanism']} - C loop (floor)" if s["impl"] == "C floor"
+                 else f"{s['mechanism']} - {s['impl']}")
+        ax.plot(xs, ys, color=COLORS.get(s["mechanism"], "black"), label=label, **style)
         st = s.get("stopped")
         if st:
             ax.plot([xs[-1]], [ys[-1]], marker="X", markersize=11,

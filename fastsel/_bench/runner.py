@@ -169,7 +169,12 @@ def close_pipes(ps: List[Tuple[int, int]]) -> None:
 
 # -- C helpers ----------------------------------------------------------------
 
+NO_CC = False        # the hidden --no-cc option: behave as if there were no compiler
+
+
 def find_cc() -> Optional[str]:
+    if NO_CC:
+        return None
     cc = os.environ.get("CC")
     if cc and shutil.which(cc.split()[0]):
         return cc.split()[0]

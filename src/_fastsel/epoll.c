@@ -207,7 +207,17 @@ kw_find(PyObject *kwnames, PyObject *const *kwvals, PyObject *kwdict,
         const char *name)
 {
     if (kwdict != NULL) {
-        return PyDict_GetItemString(kwdict, name);
+        /* not PyDict_GetItemString: it allocates the key and swallows a
+         * MemoryError, which then reads as an unknown keyword */
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(kwdict, &pos, &k, &v)) {
+            if (PyUnicode_Check(k)
+                && PyUnicode_CompareWithASCIIString(k, name) == 0) {
+                return v;
+            }
+        }
+        return NULL;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
     for (Py_ssize_t i = 0; i < n; i++) {

@@ -388,21 +388,20 @@ static PyMethodDef poll_methods[] = {
      PyDoc_STR("register($self, fd,\n"
                "         eventmask=select.POLLIN | select.POLLPRI | select.POLLOUT, /)\n"
                "--\n\n"
-               "Register a file descriptor with the polling object.")},
+               "Watch fd for the events in eventmask (again: replace them).")},
     {"modify", (PyCFunction)(void (*)(void))poll_modify,
      METH_FASTCALL | METH_KEYWORDS,
      PyDoc_STR("modify($self, fd, eventmask, /)\n--\n\n"
-               "Modify an already registered file descriptor.")},
+               "Change the events watched for a registered fd.")},
     {"unregister", (PyCFunction)(void (*)(void))poll_unregister,
      METH_FASTCALL | METH_KEYWORDS,
      PyDoc_STR("unregister($self, fd, /)\n--\n\n"
-               "Remove a file descriptor being tracked by the polling object.")},
+               "Stop watching fd.")},
     {"poll", (PyCFunction)(void (*)(void))poll_poll,
      METH_FASTCALL | METH_KEYWORDS,
      PyDoc_STR("poll($self, timeout=None, /)\n--\n\n"
-               "Polls the set of registered file descriptors.\n\n"
-               "Returns a list containing any descriptors that have events or\n"
-               "errors to report, as a list of (fd, event) 2-tuples.")},
+               "Wait up to timeout milliseconds (None or negative: no limit)\n"
+               "and return [(fd, revents), ...] for the fds with events.")},
     {NULL, NULL, 0, NULL},
 };
 
@@ -459,9 +458,7 @@ static PyMethodDef poll_functions[] = {
     {"poll", (PyCFunction)(void (*)(void))fs_poll_new,
      METH_FASTCALL | METH_KEYWORDS,
      PyDoc_STR("poll($module, /)\n--\n\n"
-               "Returns a polling object.\n\n"
-               "This object supports registering and unregistering file "
-               "descriptors, and then\npolling them for I/O events.")},
+               "Return a new poll object: register fds, then poll() them.")},
     {NULL, NULL, 0, NULL},
 };
 
@@ -502,7 +499,6 @@ fs_poll_setup(PyObject *module, fs_state *st)
         {"POLLMSG", POLLMSG},
 #endif
 #ifdef POLLRDHUP
-        /* Kernel 2.6.17+ */
         {"POLLRDHUP", POLLRDHUP},
 #endif
     };

@@ -266,20 +266,12 @@ finally:
 
 PyDoc_STRVAR(fs_select_doc,
 "select($module, rlist, wlist, xlist, timeout=None, /)\n--\n\n"
-"Wait until one or more file descriptors are ready for some kind of I/O.\n\n"
-"The first three arguments are iterables of file descriptors to be waited for:\n"
-"rlist -- wait until ready for reading\n"
-"wlist -- wait until ready for writing\n"
-"xlist -- wait for an \"exceptional condition\"\n"
-"If only one kind of condition is required, pass [] for the other lists.\n\n"
-"A file descriptor is either a socket or file object, or a small integer\n"
-"gotten from a fileno() method call on one of those.\n\n"
-"The optional 4th argument specifies a timeout in seconds; it may be\n"
-"a floating point number to specify fractions of seconds.  If it is absent\n"
-"or None, the call will never time out.\n\n"
-"The return value is a tuple of three lists corresponding to the first three\n"
-"arguments; each contains the subset of the corresponding file descriptors\n"
-"that are ready.\n\n"
+"Block until some of the given file descriptors can be read from (rlist),\n"
+"written to (wlist) or have an exceptional condition (xlist).\n\n"
+"Each list is any iterable of ints or of objects with a fileno() method.\n"
+"timeout is in seconds (int or float); None waits with no limit and 0\n"
+"only checks.  Returns three new lists with the ready objects themselves,\n"
+"in the order given.\n\n"
 "Unlike the stdlib's, file descriptors are not limited to FD_SETSIZE.");
 
 static PyMethodDef select_functions[] = {
