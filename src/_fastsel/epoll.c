@@ -442,31 +442,6 @@ missing:
     return -1;
 }
 
-/* Clinic's int converter (_PyLong_AsInt), with 3.9's float refusal. */
-static int
-ep_as_int(PyObject *obj, int *out)
-{
-#if PY_VERSION_HEX < 0x030A0000
-    if (PyFloat_Check(obj)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "integer argument expected, got float");
-        return -1;
-    }
-#endif
-    int overflow;
-    long v = PyLong_AsLongAndOverflow(obj, &overflow);
-    if (v == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (overflow || v > INT_MAX || v < INT_MIN) {
-        PyErr_SetString(PyExc_OverflowError,
-                        "Python int too large to convert to C int");
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
 /* Clinic's unsigned_int(bitwise=True): any int, taken modulo 2**32. */
 static int
 ep_as_mask(PyObject *obj, unsigned int *out)
@@ -524,10 +499,10 @@ ep_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
                  NULL, kwargs, a) < 0) {
         return NULL;
     }
-    if (a[0] != NULL && ep_as_int(a[0], &sizehint) < 0) {
+    if (a[0] != NULL && fs_as_int(a[0], &sizehint) < 0) {
         return NULL;
     }
-    if (a[1] != NULL && ep_as_int(a[1], &flags) < 0) {
+    if (a[1] != NULL && fs_as_int(a[1], &flags) < 0) {
         return NULL;
     }
     /* sizehint is only checked (epoll_create1 ignores it), as the stdlib */
@@ -546,7 +521,7 @@ static PyObject *
 ep_fromfd(PyObject *cls, PyObject *arg)
 {
     int fd;
-    if (ep_as_int(arg, &fd) < 0) {
+    if (fs_as_int(arg, &fd) < 0) {
         return NULL;
     }
     if (fd < -1) {
@@ -842,7 +817,7 @@ ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
     timeout_obj = a[0] != NULL ? a[0] : Py_None;
     /* conversion order as CPython's: maxevents's type, closed, timeout,
      * maxevents's value */
-    if (a[1] != NULL && ep_as_int(a[1], &maxevents) < 0) {
+    if (a[1] != NULL && fs_as_int(a[1], &maxevents) < 0) {
         return NULL;
     }
     if (self->epfd < 0) {

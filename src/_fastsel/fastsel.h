@@ -39,6 +39,10 @@ fs_get_state(PyObject *module)
  * fast path.  Returns the fd, or -1 with an exception set. */
 int fs_fileno(PyObject *obj);
 
+/* Argument Clinic's `int` converter (_PyLong_AsInt) with the running
+ * version's texts.  Returns 0, or -1 with an exception set. */
+int fs_as_int(PyObject *obj, int *out);
+
 /* Timeouts are carried as signed nanoseconds, as CPython's _PyTime_t is.
  * Rounding modes match CPython's _PyTime_round_t. */
 typedef enum {

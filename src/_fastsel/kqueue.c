@@ -836,31 +836,6 @@ kq_err_closed(void)
     return NULL;
 }
 
-/* Clinic's int converter (fromfd's fd, control's maxevents). */
-static int
-kq_as_int(PyObject *obj, int *out)
-{
-#if PY_VERSION_HEX < 0x030A0000
-    if (PyFloat_Check(obj)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "integer argument expected, got float");
-        return -1;
-    }
-#endif
-    int overflow;
-    long v = PyLong_AsLongAndOverflow(obj, &overflow);
-    if (v == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (overflow || v > INT_MAX || v < INT_MIN) {
-        PyErr_SetString(PyExc_OverflowError,
-                        "Python int too large to convert to C int");
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
 /* fd == -1 opens a new kqueue, as CPython's newKqueue_Object does. */
 static PyObject *
 kq_new_object(PyTypeObject *type, int fd)
@@ -971,7 +946,7 @@ static PyObject *
 kq_fromfd(PyObject *cls, PyObject *arg)
 {
     int fd;
-    if (kq_as_int(arg, &fd) < 0) {
+    if (fs_as_int(arg, &fd) < 0) {
         return NULL;
     }
     return kq_new_object((PyTypeObject *)cls, fd);
@@ -999,7 +974,7 @@ kq_control(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
                      nargs);
         return NULL;
     }
-    if (kq_as_int(args[1], &maxevents) < 0) {
+    if (fs_as_int(args[1], &maxevents) < 0) {
         return NULL;
     }
     PyObject *otimeout = nargs > 2 ? args[2] : Py_None;

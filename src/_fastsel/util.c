@@ -29,6 +29,31 @@ fs_fileno(PyObject *obj)
     return PyObject_AsFileDescriptor(obj);
 }
 
+int
+fs_as_int(PyObject *obj, int *out)
+{
+#if PY_VERSION_HEX < 0x030A0000
+    /* 3.9's converters still refused floats with their own text */
+    if (PyFloat_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "integer argument expected, got float");
+        return -1;
+    }
+#endif
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow || v > INT_MAX || v < INT_MIN) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large to convert to C int");
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
 /* CPython's overflow texts changed over time; match the running version. */
 static void
 time_overflow(void)
