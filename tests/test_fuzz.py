@@ -384,9 +384,12 @@ SEL_OPS = st.one_of(
               st.tuples(fileobjs()), st.just({})),
     st.tuples(st.just("select"), st.lists(any_value(), max_size=1).map(tuple),
               kwargs_of(["timeout"])),
-    st.tuples(st.sampled_from(SEL_METHODS),
+    st.tuples(st.sampled_from([m for m in SEL_METHODS if "__" not in m]),
               st.lists(any_value() | fileobjs(), max_size=3).map(tuple),
               kwargs_of(["fileobj", "events", "data", "timeout"])),
+    # the mapping's dunders with their own arity only: called with a wrong
+    # count, a C slot wrapper words its TypeError differently (documented)
+    st.tuples(st.just("get_map.().__len__"), st.just(()), st.just({})),
 )
 SEL_NAMES = ["SelectSelector", "PollSelector", "EpollSelector", "KqueueSelector"]
 
@@ -413,10 +416,9 @@ def test_selectors(name: str) -> None:
         # closed selectors: a documented difference; stop at close()
         cut = next((i for i, (m, _, _) in enumerate(ops) if m == "close"), len(ops))
         ops = ops[:cut]
-        if name in ("EpollSelector", "KqueueSelector"):
-            # the kernel object is made on first use (documented): fileno()
-            # of an unused selector is not compared
-            ops = [op for op in ops if op[0] != "fileno"]
+        # too many positionals plus a keyword: tested separately by
+        # test_regression_selector_arg_binding_order (selector.c bug)
+        hypothesis.assume(not any(kw and len(args) > 1 for _, args, kw in ops))
         compare(lambda impl: _sel_run(impl, name, ops))
     check()
 
@@ -448,3 +450,31 @@ def test_regression_epoll_kwargs_under_memory_pressure() -> None:
         finally:
             _testcapi.remove_mem_hooks()
     assert results[1] is results[0], results
+
+
+@pytest.mark.parametrize("name", SEL_NAMES)
+@pytest.mark.parametrize("call", [
+    ("unregister", (0, 0), {"fileobj": None}),
+    ("get_key", (0, 0), {"fileobj": None}),
+    ("register", (0, 1, None, 4), {"events": 1}),
+    ("modify", (0, 1, None, 4), {"data": 1}),
+    ("select", (0, 1), {"timeout": 1}),
+    ("unregister", (0, 0), {"nope": None}),
+    ("register", (0, 1, 2, 3), {"nope": 1}),
+], ids=repr)
+def test_regression_selector_arg_binding_order(name: str, call: tuple) -> None:
+    """Found by test_selectors: Python binds keywords before it counts
+    positionals, so f(a, b, fileobj=x) on f(self, fileobj) says "got
+    multiple values for argument 'fileobj'" (or "unexpected keyword
+    argument"), not "takes 2 positional arguments but 3 were given"."""
+    if not hasattr(fastsel, name):
+        pytest.skip(f"fastsel.{name} is not built")
+    meth, args, kwargs = call
+
+    def run(impl: Any) -> list:
+        sel = getattr(impl.selectors, name)()
+        try:
+            return [norm_outcome(outcome(lambda: getattr(sel, meth)(*args, **kwargs)))]
+        finally:
+            sel.close()
+    compare(run)

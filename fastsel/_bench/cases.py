@@ -357,5 +357,6 @@ def run_echo_cases(variants: List[Tuple[str, int]], impls: List[str], s: Setting
     for rec in out.values():
         runs = rec["runs"]
         rec["median"] = {key: statistics.median(r[key] for r in runs)
-                         for key in ("rps", "p50_s", "p99_s", "cpu_per_request_s")}
+                         for key in ("rps", "p50_s", "p99_s", "cpu_per_request_s",
+                                     "user_cpu_per_request_s")}
     return list(out.values())

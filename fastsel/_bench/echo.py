@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 HOST = "127.0.0.1"
 
@@ -68,9 +68,10 @@ def new_loop(impl: str) -> asyncio.AbstractEventLoop:
     raise ValueError(f"unknown implementation {impl!r}")
 
 
-def _cpu() -> float:
+def _cpu() -> Tuple[float, float]:
+    """(user, system) CPU seconds of this process: the server's."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+    return ru.ru_utime, ru.ru_stime
 
 
 async def _session(loop: asyncio.AbstractEventLoop, variant: str,
@@ -121,7 +122,9 @@ async def _session(loop: asyncio.AbstractEventLoop, variant: str,
     if proc.returncode != 0:
         raise RuntimeError(f"echo client failed ({proc.returncode}): {err.strip()}")
     res = json.loads(out.strip().splitlines()[-1])
-    res["server_cpu_s"] = cpu1 - cpu0
+    res["server_user_s"] = cpu1[0] - cpu0[0]
+    res["server_sys_s"] = cpu1[1] - cpu0[1]
+    res["server_cpu_s"] = res["server_user_s"] + res["server_sys_s"]
     res["server_wall_s"] = wall1 - wall0
     return res
 
@@ -145,8 +148,9 @@ def run_echo(impl: str, variant: str, size: int, conns: int, warmup: float,
     finally:
         loop.close()
     res["rps"] = res["requests"] / res["seconds"] if res["seconds"] else 0.0
-    res["cpu_per_request_s"] = (res["server_cpu_s"] / res["total_requests"]
-                                if res["total_requests"] else None)
+    total = res["total_requests"]
+    res["cpu_per_request_s"] = res["server_cpu_s"] / total if total else None
+    res["user_cpu_per_request_s"] = res["server_user_s"] / total if total else None
     return res
 
 

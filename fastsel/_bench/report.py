@@ -106,10 +106,11 @@ def print_echo(results: List[Dict[str, Any]], impls: List[str], client: str,
         return
     conns = results[0]["conns"]
     print(f"\nasyncio echo server, {conns} connections, client: {client}; "
-          "medians of the runs; server CPU = user+sys of the server process per request",
+          f"medians of {len(results[0]['runs'])} interleaved runs; CPU/req = user+sys CPU "
+          "of the server process per request (user: the Python side, event loop included)",
           file=out)
     header = ["variant", "message", "event loop", "req/s", "p50", "p99", "CPU/req",
-              "req/s vs stdlib", "stdlib CPU/req / this"]
+              "user CPU/req", "req/s vs stdlib", "stdlib CPU/req / this"]
     rows = []
     base = {(r["variant"], r["size"]): r for r in results if r["impl"] == "stdlib"}
     for r in results:
@@ -121,9 +122,10 @@ def print_echo(results: List[Dict[str, Any]], impls: List[str], client: str,
         label = {"protocol": "Protocol", "sock": "sock_recv/sock_sendall"}[r["variant"]]
         rows.append([label, size_label(r["size"]), _loop_label(r["impl"]),
                      f"{m['rps']:,.0f}", fmt_time(m["p50_s"]), fmt_time(m["p99_s"]),
-                     fmt_time(m["cpu_per_request_s"]), fmt_ratio(rps_ratio),
+                     fmt_time(m["cpu_per_request_s"]),
+                     fmt_time(m.get("user_cpu_per_request_s")), fmt_ratio(rps_ratio),
                      fmt_ratio(cpu_ratio)])
-    table(header, rows, out, right=range(3, 9))
+    table(header, rows, out, right=range(3, 10))
 
 
 def _loop_label(impl: str) -> str:

@@ -54,7 +54,10 @@ typedef struct {
     void (*free)(fs_backend *b);
     /* The kernel object's fd, or -1 when the mechanism has none. */
     int (*fileno)(fs_backend *b);
-    /* Interest changes.  events is never 0; old_events is what was last set. */
+    /* Interest changes; old_events is what was last set.  add() always gets
+     * a non-zero mask, but modify() may get 0 or bits outside
+     * FS_READ|FS_WRITE (the stdlib's modify does not validate) and must
+     * then register interest in nothing rather than fail. */
     int (*add)(fs_backend *b, int fd, int events, uint64_t token);
     int (*modify)(fs_backend *b, int fd, int old_events, int events,
                   uint64_t token);

@@ -8,11 +8,11 @@
  *
  * Beyond the stdlib: events carry `fd | generation << 32` so an event from
  * an old registration never reaches a new key on a reused fd; a fork bumps a
- * global counter and the child rebuilds its backend on first use instead of
+ * global counter and the child rebuilds its backend at its next call instead of
  * touching the interest list it shares with the parent; after close() every
  * mutating call raises RuntimeError('Selector is closed').
  *
- * Costs: the kernel object is made on first use; select() keeps its event
+ * Costs: select() keeps its event
  * buffer (epoll: batches of SEL_BATCH, drained with non-blocking waits) and
  * its (key, mask) result tuples between calls; a data-only modify() makes
  * no syscall; nothing per select() is O(registered).
@@ -405,8 +405,8 @@ sel_refork(sel_object *s)
     return 0;
 }
 
-/* The kernel object is made on first use: a selector that is created and
- * closed unused (urllib3, psycopg make one per call) costs no syscall. */
+/* Made at construction; again on first use in a forked child that had no
+ * registrations to carry over. */
 static int
 sel_open_backend(sel_object *s)
 {
@@ -1779,6 +1779,13 @@ sel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     s->ops = kind_ops(kind);
     s->head = s->tail = -1;
     s->fork_seen = fork_counter;
+    /* The kernel object is made now, as the stdlib does, so EMFILE (or a
+     * mechanism the kernel refuses) surfaces here and DefaultSelector's
+     * probe sees it. */
+    if (sel_open_backend(s) < 0) {
+        Py_DECREF(s);
+        return NULL;
+    }
     return (PyObject *)s;
 }
 
