@@ -255,7 +255,9 @@ def test_mutate_while_select_blocks(impl: Any, name: str) -> None:
         assert not t.is_alive()
         assert "error" not in out, out
         for key, events in out["value"]:
-            assert key.data in (1, "one", 2, 3) and events
+            # events may be 0: the stdlib masks with the key's events as
+            # they are when it builds the list (after the modify above)
+            assert key.data in (1, "one", 2, 3) and not events & ~3
         keys = {k.data for k in sel.get_map().values()}
         assert keys == {"one", 2, 3}
         sel.unregister(pairs[2][0])             # by object: fd is gone

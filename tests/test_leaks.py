@@ -38,7 +38,10 @@ import fastsel
 
 LONG = os.environ.get("FASTSEL_LONG", "") not in ("", "0")
 N = int(os.environ.get("FASTSEL_LEAK_N", 10**6 if LONG else 10**5))
-TRACE_N = max(N // 10, 1000)
+TRACE_N = max(N // 10, 100)
+# FASTSEL_LEAK_METERS=0: run the loops but do not judge the meters (under
+# ASan or valgrind, whose allocators hold freed memory in quarantine)
+METERS = os.environ.get("FASTSEL_LEAK_METERS", "1") != "0"
 TRACE_BOUND = 32 * 1024
 MALLOC_BOUND = 256 * 1024
 RSS_BOUND = 1024 * 1024
@@ -87,7 +90,7 @@ def run_loop(body: Callable[[], None], n: int) -> None:
 def measure(body: Callable[[], None]) -> dict:
     """Growth of each meter over the measured loops (bytes)."""
     gc.collect()
-    run_loop(body, max(N // 20, 1000))          # warm-up: caches, free lists
+    run_loop(body, max(N // 20, 100))           # warm-up: caches, free lists
     gc.collect()
     m0 = malloc_in_use() if malloc_in_use else 0
     r0 = rss()
@@ -110,6 +113,8 @@ def measure(body: Callable[[], None]) -> dict:
 
 def assert_flat(body: Callable[[], None]) -> None:
     growth = measure(body)
+    if not METERS:
+        return
     msg = f"growth over {N} iterations ({TRACE_N} traced): {growth}"
     assert growth["tracemalloc"] < TRACE_BOUND, msg
     if malloc_in_use:
@@ -362,6 +367,7 @@ def test_flat(group: str, case: str, fds: Fds) -> None:
     assert_flat(body)
 
 
+@pytest.mark.skipif(not METERS, reason="FASTSEL_LEAK_METERS=0")
 def test_meters_catch_a_leak() -> None:
     """The harness itself: a 16-byte leak per iteration fails every bound."""
     kept: list = []
@@ -369,9 +375,12 @@ def test_meters_catch_a_leak() -> None:
     libc.malloc.restype = ctypes.c_void_p
     blocks: list = []
 
+    # 16 bytes at the default N; more when N is made smaller
+    size = max(16, 4 * RSS_BOUND // N, 4 * TRACE_BOUND // TRACE_N)
+
     def leak() -> None:
-        kept.append(bytes(16))                  # Python allocator
-        blocks.append(libc.malloc(16))          # raw malloc
+        kept.append(bytes(size))                # Python allocator
+        blocks.append(libc.malloc(size))        # raw malloc
 
     try:
         growth = measure(leak)

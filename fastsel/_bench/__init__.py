@@ -162,7 +162,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             client = "C load generator (loadgen.c) in its own process"
         data["echo_client"] = client
-        data["echo"] = cases.run_echo_cases(variants, loop_impls, s, loadgen)
+        data["echo"] = cases.run_echo_cases(variants, loop_impls, s, loadgen, notes)
         report.print_echo(data["echo"], loop_impls, client, out)
         out.flush()
 

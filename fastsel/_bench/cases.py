@@ -334,7 +334,7 @@ def size_label(size: int) -> str:
 
 
 def run_echo_cases(variants: List[Tuple[str, int]], impls: List[str], s: Settings,
-                   loadgen: Optional[str]) -> List[Dict[str, Any]]:
+                   loadgen: Optional[str], notes: List[str]) -> List[Dict[str, Any]]:
     from . import echo
     import statistics
     out: Dict[Tuple[str, int, str], Dict[str, Any]] = {}
@@ -351,12 +351,25 @@ def run_echo_cases(variants: List[Tuple[str, int]], impls: List[str], s: Setting
             for impl in order:
                 k += 1
                 progress(f"echo ({k}/{total}): {v}, {size_label(size)}, {impl}")
-                out[(v, size, impl)]["runs"].append(
-                    echo.run_echo(impl, v, size, s.echo_conns, s.echo_warmup,
-                                  s.echo_duration, loadgen))
+                try:
+                    res = echo.run_echo(impl, v, size, s.echo_conns, s.echo_warmup,
+                                        s.echo_duration, loadgen)
+                except (OSError, RuntimeError, ValueError) as exc:
+                    # one failed session must not lose the others' results
+                    progress(f"echo run failed: {type(exc).__name__}: {exc}")
+                    out[(v, size, impl)].setdefault("errors", []).append(
+                        f"{type(exc).__name__}: {exc}")
+                    continue
+                out[(v, size, impl)]["runs"].append(res)
+    keep = []
     for rec in out.values():
         runs = rec["runs"]
+        if not runs:
+            notes.append(f"{rec['name']} on {rec['impl']}: every run failed: "
+                         f"{rec['errors'][0]}")
+            continue
         rec["median"] = {key: statistics.median(r[key] for r in runs)
                          for key in ("rps", "p50_s", "p99_s", "cpu_per_request_s",
                                      "user_cpu_per_request_s")}
-    return list(out.values())
+        keep.append(rec)
+    return keep

@@ -12,10 +12,10 @@ def fmt_time(seconds: Optional[float]) -> str:
         return "-"
     if seconds <= 0:
         return "0"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
+    for unit, scale in (("ns", 1e-9), ("us", 1e-6), ("ms", 1e-3)):
+        if seconds / scale < 999.5:         # 3 significant digits, no "1e+03"
             return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
+    return f"{seconds:.3g} s"
 
 
 def fmt_ratio(r: Optional[float]) -> str:
@@ -156,18 +156,25 @@ def summary(data: Dict[str, Any]) -> List[str]:
                      f"(range {min(sels):.2f}x-{max(sels):.2f}x)")
     echo = data.get("echo", [])
     base = {(r["variant"], r["size"]): r for r in echo if r["impl"] == "stdlib"}
+
+    def ratios(impl: str, key: str, inverse: bool) -> List[float]:
+        out = []
+        for r in echo:
+            b = base.get((r["variant"], r["size"]))
+            if r["impl"] != impl or b is None:
+                continue
+            x, y = b["median"].get(key), r["median"].get(key)
+            if x and y:
+                out.append(x / y if inverse else y / x)
+        return out
     for impl in ("fastsel", "uvloop"):
-        cpu = [base[(r["variant"], r["size"])]["median"]["cpu_per_request_s"]
-               / r["median"]["cpu_per_request_s"]
-               for r in echo if r["impl"] == impl and (r["variant"], r["size"]) in base
-               and r["median"]["cpu_per_request_s"]]
-        rps = [r["median"]["rps"] / base[(r["variant"], r["size"])]["median"]["rps"]
-               for r in echo if r["impl"] == impl and (r["variant"], r["size"]) in base
-               and base[(r["variant"], r["size"])]["median"]["rps"]]
-        if cpu:
-            lines.append(f"echo, {impl} vs stdlib selector: server CPU per request "
-                         f"{gmean(cpu):.2f}x less, requests/s x{gmean(rps):.2f} "
-                         "(geometric means over the echo variants)")
+        cpu = gmean(ratios(impl, "cpu_per_request_s", True))
+        user = gmean(ratios(impl, "user_cpu_per_request_s", True))
+        rps = gmean(ratios(impl, "rps", False))
+        if cpu and user and rps:
+            lines.append(f"echo, {impl} against asyncio on the stdlib selector (geometric "
+                         f"means): server CPU per request stdlib/{impl} {cpu:.2f}x (user-space "
+                         f"CPU {user:.2f}x), requests/s {impl}/stdlib {rps:.2f}x")
     return lines
 
 
@@ -234,10 +241,9 @@ def plot(data: Dict[str, Any], path: str) -> Optional[str]:
     ax.grid(True, which="minor", alpha=0.12)
     note = data.get("fd_limit", {}).get("note")
     if note:
-        ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=7.5, color="0.35",
-                va="bottom")
+        fig.text(0.01, 0.008, note, fontsize=7.5, color="0.35", va="bottom")
     ax.legend(fontsize=8, ncol=3, loc="upper left", frameon=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.025 if note else 0, 1, 1))
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fig.savefig(path)
