@@ -435,8 +435,7 @@ def test_selectors(name: str) -> None:
                                       and _past_c_int(args[0]) for m, args, _ in ops))
         # fileno() is not fuzzed: Select/PollSelector have none, and the
         # AttributeError names fastsel's type ("'fastsel.SelectSelector'
-        # object ...", documented); Epoll/KqueueSelector make the kernel
-        # object on first use (documented), so its fd is not comparable
+        # object ...", documented); Epoll/KqueueSelector's fds differ
         compare(lambda impl: _sel_run(impl, name, ops))
     check()
 

@@ -113,6 +113,11 @@ def measure(body: Callable[[], None]) -> dict:
 
 def assert_flat(body: Callable[[], None]) -> None:
     growth = measure(body)
+    report = os.environ.get("FASTSEL_LEAK_REPORT")
+    if report:                  # one line per case, for docs/reliability.md
+        with open(report, "a") as f:
+            f.write(f"{os.environ.get('PYTEST_CURRENT_TEST', '?').split()[0]} "
+                    f"N={N} {growth}\n")
     if not METERS:
         return
     msg = f"growth over {N} iterations ({TRACE_N} traced): {growth}"
