@@ -1,6 +1,7 @@
 # fastsel - two entry points:
-#   make run    build fastsel into a virtualenv and run the demo (a select() echo
-#               server on 127.0.0.1 against a few concurrent clients)
+#   make run    build fastsel into a virtualenv, run the demo (a select() echo
+#               server on 127.0.0.1 against a few concurrent clients), then the
+#               quick benchmark (python -m fastsel bench --quick, under a minute)
 #   make test   build and test the installed package on every CPython >= 3.9
 #               found (pyenv versions and the default python3), one venv each
 #
