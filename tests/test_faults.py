@@ -787,3 +787,132 @@ def test_allocation_failure_is_memoryerror() -> None:
     for name, (fails, ok_at) in results.items():
         assert ok_at is not None, f"{name}: still failing after 400 allocations"
         assert fails >= 1, f"{name}: no allocation failed (hook not effective?)"
+
+
+# ---- re-entrancy: Python code run in the middle of a call ---------------------
+
+class _CallsBack:
+    """fileno() / __index__ / __and__ that run ``action`` first."""
+    def __init__(self, action: Callable[[], Any], fd: int) -> None:
+        self.action, self.fd = action, fd
+
+    def fileno(self) -> int:
+        self.action()
+        return self.fd
+
+    def __index__(self) -> int:
+        self.action()
+        return 1
+
+    def __and__(self, other: Any) -> int:
+        self.action()
+        return 0
+    __rand__ = __and__
+
+    def __invert__(self) -> int:
+        return 0
+
+
+def _quiet(fn: Callable[[], Any]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            fn()
+        except (KeyError, ValueError, OSError, RuntimeError):
+            pass
+    return run
+
+
+REENTRY = {
+    # select module: the call re-enters the object it is working on
+    "select-fileno-clears-list": lambda impl, s: (lambda lst: (
+        lst.append(_CallsBack(lst.clear, s[0].fileno())), lst.append(s[1]),
+        [len(x) for x in impl.select.select(lst, [], [], 0)])[-1])([s[0]]),
+    "poll-fileno-unregisters": lambda impl, s: (lambda p: (
+        p.register(s[0]),
+        p.register(_CallsBack(_quiet(lambda: p.unregister(s[0])), s[2].fileno())),
+        sorted(p.poll(0)))[-1])(impl.select.poll()),
+    "poll-timeout-mutates": lambda impl, s: (lambda p: (
+        p.register(s[0]),
+        sorted(p.poll(_CallsBack(_quiet(lambda: (p.unregister(s[0]), p.register(s[1]))),
+                                 0))))[-1])(impl.select.poll()),
+    "poll-mask-unregisters": lambda impl, s: (lambda p: (
+        p.register(s[0]),
+        p.modify(s[0], _CallsBack(_quiet(lambda: p.unregister(s[0])), 0))))(impl.select.poll()),
+    "epoll-fileno-closes": lambda impl, s: (lambda ep: ep.register(
+        _CallsBack(ep.close, s[2].fileno())))(impl.select.epoll()),
+    "epoll-maxevents-closes": lambda impl, s: (lambda ep: (
+        ep.register(s[0]), ep.poll(0, _CallsBack(ep.close, 0)))[-1])(impl.select.epoll()),
+    "epoll-mask-closes": lambda impl, s: (lambda ep: ep.register(
+        s[0], _CallsBack(ep.close, 0)))(impl.select.epoll()),
+}
+SEL_REENTRY = {
+    "register-fileno-unregisters-other": lambda sel, s: (
+        sel.register(s[0], 1, "a"),
+        sel.register(_CallsBack(_quiet(lambda: sel.unregister(s[0])), s[2].fileno()), 1, "x"),
+        sorted(k.data for k in sel.get_map().values()))[-1],
+    "modify-data-is-anything": lambda sel, s: (
+        sel.register(s[0], 1, "a"), sel.modify(s[0], 3, _CallsBack(sel.close, 0)).events)[-1],
+    "map-iter-mutated": lambda sel, s: (
+        sel.register(s[0], 1, "a"), sel.register(s[2], 1, "c"),
+        (lambda it: (next(it), sel.unregister(s[2]), list(it)))(iter(sel.get_map())))[-1],
+    "map-iter-after-close": lambda sel, s: (
+        sel.register(s[0], 1, "a"),
+        (lambda it: (sel.close(), list(it)))(iter(sel.get_map())))[-1],
+}
+# The callback closes the selector in the middle of the call: fastsel raises
+# RuntimeError('Selector is closed') (or KeyError: the key went with close()),
+# where the stdlib's classes disagree with each other (docs/differences.md).
+SEL_CLOSING = {
+    "register-fileno-closes": lambda sel, s: sel.register(
+        _CallsBack(sel.close, s[0].fileno()), 1, "x"),
+    "register-events-and-closes": lambda sel, s: (
+        sel.register(s[0], 1, "a"), sel.register(s[2], _CallsBack(sel.close, 0), "c"))[-1],
+    "modify-events-and-closes": lambda sel, s: (
+        sel.register(s[0], 1, "a"), sel.modify(s[0], _CallsBack(sel.close, 0), "c"))[-1],
+}
+
+
+@pytest.fixture
+def socks() -> Iterator[list]:
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    b.send(b"x")
+    try:
+        yield [a, b, c, d]
+    finally:
+        for s in (a, b, c, d):
+            s.close()
+
+
+@pytest.mark.parametrize("case", sorted(REENTRY))
+def test_reentrant_select_module(case: str, socks: list) -> None:
+    std = outcome(lambda: REENTRY[case](STD, socks))
+    fast = outcome(lambda: REENTRY[case](FAST, socks))
+    assert fast == std
+
+
+@pytest.mark.parametrize("name", selector_classes())
+@pytest.mark.parametrize("case", sorted(SEL_REENTRY))
+def test_reentrant_selectors(name: str, case: str, socks: list) -> None:
+    cls_for(FAST, name)
+    res = []
+    for impl in (STD, FAST):
+        sel = getattr(impl.selectors, name)()
+        try:
+            res.append(outcome(lambda: SEL_REENTRY[case](sel, socks)))
+        finally:
+            sel.close()
+    assert res[1] == res[0]
+
+
+@pytest.mark.parametrize("name", selector_classes())
+@pytest.mark.parametrize("case", sorted(SEL_CLOSING))
+def test_reentrant_close_mid_call(name: str, case: str, socks: list) -> None:
+    cls_for(FAST, name)
+    sel = getattr(fastsel, name)()
+    got = outcome(lambda: SEL_CLOSING[case](sel, socks))
+    assert got[0] == "raise" and got[1] in (RuntimeError, KeyError), got
+    assert sel.get_map() is None
+    with pytest.raises(RuntimeError, match="Selector is closed"):
+        sel.select(0)
+    sel.close()

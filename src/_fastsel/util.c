@@ -67,12 +67,57 @@ time_overflow(void)
 #endif
 }
 
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+/* 3.11 changed the float path's text in a bugfix release (3.11.2 still says
+ * "_PyTime_t"): ask the running interpreter once, through the stdlib's own
+ * conversion; select.select() raises it before any system call. */
+static const char *float_overflow_text;     /* NULL: not asked yet */
+
+static const char *
+probe_float_overflow_text(void)
+{
+    static const char *const time_t_text =
+        "timestamp out of range for platform time_t";
+    static const char *const pytime_text =
+        "timestamp too large to convert to C _PyTime_t";
+    const char *text = time_t_text;
+    PyObject *mod = PyImport_ImportModule("select");
+    PyObject *res = NULL;
+    if (mod != NULL) {
+        res = PyObject_CallMethod(mod, "select", "[][][]d", 1e300);
+        Py_DECREF(mod);
+    }
+    if (res == NULL && PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *msg = value != NULL ? PyObject_Str(value) : NULL;
+        if (msg != NULL
+            && PyUnicode_CompareWithASCIIString(msg, pytime_text) == 0) {
+            text = pytime_text;
+        }
+        Py_XDECREF(msg);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
+    Py_XDECREF(res);
+    PyErr_Clear();
+    return text;
+}
+#endif
+
 static void
 time_t_overflow(void)
 {
-#if PY_VERSION_HEX >= 0x030B0000
+#if PY_VERSION_HEX >= 0x030C0000
     PyErr_SetString(PyExc_OverflowError,
                     "timestamp out of range for platform time_t");
+#elif PY_VERSION_HEX >= 0x030B0000
+    if (float_overflow_text == NULL) {
+        float_overflow_text = probe_float_overflow_text();
+    }
+    PyErr_SetString(PyExc_OverflowError, float_overflow_text);
 #else
     time_overflow();
 #endif
