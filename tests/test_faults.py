@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import faulthandler
-import gc
 import os
 import random
 import resource

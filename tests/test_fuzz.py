@@ -29,7 +29,6 @@ import resource
 import select as std_select
 import signal
 import socket
-import sys
 from typing import Any, Callable, Iterator
 
 import pytest

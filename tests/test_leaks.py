@@ -28,7 +28,6 @@ import ctypes.util
 import gc
 import os
 import socket
-import sys
 import tracemalloc
 from typing import Callable, Iterator
 

@@ -43,6 +43,34 @@ int fs_fileno(PyObject *obj);
  * version's texts.  Returns 0, or -1 with an exception set. */
 int fs_as_int(PyObject *obj, int *out);
 
+/* Argument Clinic's checks for positional-only functions, with its texts.
+ * Each returns 0, or -1 with TypeError set. */
+static inline int
+fs_no_kwargs(PyObject *kwnames, const char *funcname)
+{
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments",
+                     funcname);
+        return -1;
+    }
+    return 0;
+}
+
+/* _PyArg_CheckPositional */
+static inline int
+fs_check_positional(const char *name, Py_ssize_t nargs, Py_ssize_t min,
+                    Py_ssize_t max)
+{
+    if (nargs < min || nargs > max) {
+        Py_ssize_t n = nargs < min ? min : max;
+        PyErr_Format(PyExc_TypeError, "%s expected %s%zd argument%s, got %zd",
+                     name, min == max ? "" : nargs < min ? "at least "
+                     : "at most ", n, n == 1 ? "" : "s", nargs);
+        return -1;
+    }
+    return 0;
+}
+
 /* Timeouts are carried as signed nanoseconds, as CPython's _PyTime_t is.
  * Rounding modes match CPython's _PyTime_round_t. */
 typedef enum {

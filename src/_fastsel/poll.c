@@ -27,37 +27,6 @@ typedef struct {
 
 /* --- argument helpers --------------------------------------------------- */
 
-static int
-no_kwargs(PyObject *kwnames, const char *funcname)
-{
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
-        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments",
-                     funcname);
-        return -1;
-    }
-    return 0;
-}
-
-/* Argument Clinic's _PyArg_CheckPositional texts. */
-static int
-check_positional(const char *name, Py_ssize_t nargs, Py_ssize_t min,
-                 Py_ssize_t max)
-{
-    if (nargs < min) {
-        PyErr_Format(PyExc_TypeError, "%s expected %s%zd argument%s, got %zd",
-                     name, min == max ? "" : "at least ", min,
-                     min == 1 ? "" : "s", nargs);
-        return -1;
-    }
-    if (nargs > max) {
-        PyErr_Format(PyExc_TypeError, "%s expected %s%zd argument%s, got %zd",
-                     name, min == max ? "" : "at most ", max,
-                     max == 1 ? "" : "s", nargs);
-        return -1;
-    }
-    return 0;
-}
-
 /* The stdlib's "unsigned short" converter (_PyLong_UnsignedShort_Converter):
  * ints only (no __index__), negative -> ValueError. */
 static int
@@ -101,8 +70,8 @@ poll_register(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
               PyObject *kwnames)
 {
     unsigned short mask = POLLIN | POLLPRI | POLLOUT;
-    if (no_kwargs(kwnames, "poll.register") < 0
-        || check_positional("register", nargs, 1, 2) < 0) {
+    if (fs_no_kwargs(kwnames, "poll.register") < 0
+        || fs_check_positional("register", nargs, 1, 2) < 0) {
         return NULL;
     }
     int fd = fs_fileno(args[0]);
@@ -140,8 +109,8 @@ poll_modify(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
             PyObject *kwnames)
 {
     unsigned short mask;
-    if (no_kwargs(kwnames, "poll.modify") < 0
-        || check_positional("modify", nargs, 2, 2) < 0) {
+    if (fs_no_kwargs(kwnames, "poll.modify") < 0
+        || fs_check_positional("modify", nargs, 2, 2) < 0) {
         return NULL;
     }
     int fd = fs_fileno(args[0]);
@@ -162,7 +131,7 @@ static PyObject *
 poll_unregister(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames)
 {
-    if (no_kwargs(kwnames, "poll.unregister") < 0) {
+    if (fs_no_kwargs(kwnames, "poll.unregister") < 0) {
         return NULL;
     }
     if (nargs != 1) {
@@ -245,8 +214,8 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
 {
     int64_t timeout = -1, deadline = 0;
     long long ms = -1;
-    if (no_kwargs(kwnames, "poll.poll") < 0
-        || check_positional("poll", nargs, 0, 1) < 0) {
+    if (fs_no_kwargs(kwnames, "poll.poll") < 0
+        || fs_check_positional("poll", nargs, 0, 1) < 0) {
         return NULL;
     }
     if (nargs == 1 && args[0] != Py_None) {
@@ -431,7 +400,7 @@ fs_poll_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
             PyObject *kwnames)
 {
     (void)args;
-    if (no_kwargs(kwnames, "select.poll") < 0) {
+    if (fs_no_kwargs(kwnames, "select.poll") < 0) {
         return NULL;
     }
     if (nargs != 0) {

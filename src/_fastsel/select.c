@@ -77,15 +77,8 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     int maxfd = -1, ready = 0, err = 0;
     PyObject *ret = NULL;
 
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
-        PyErr_SetString(PyExc_TypeError,
-                        "select.select() takes no keyword arguments");
-        return NULL;
-    }
-    if (nargs < 3 || nargs > 4) {
-        PyErr_Format(PyExc_TypeError, "select expected %s %d arguments, got %zd",
-                     nargs < 3 ? "at least" : "at most", nargs < 3 ? 3 : 4,
-                     nargs);
+    if (fs_no_kwargs(kwnames, "select.select") < 0
+        || fs_check_positional("select", nargs, 3, 4) < 0) {
         return NULL;
     }
     /* the timeout is parsed before the lists, as the stdlib does */

@@ -34,6 +34,13 @@ static const char *const kind_names[K_COUNT] = {
     "EpollSelector", "PollSelector", "SelectSelector", "KqueueSelector",
 };
 
+/* Static: before 3.11, PyType_FromModuleAndSpec keeps spec->name as the
+ * type's tp_name without copying it. */
+static const char *const kind_type_names[K_COUNT] = {
+    "fastsel.EpollSelector", "fastsel.PollSelector", "fastsel.SelectSelector",
+    "fastsel.KqueueSelector",
+};
+
 static const fs_backend_ops *
 kind_ops(int kind)
 {
@@ -828,8 +835,16 @@ sel_do_register(sel_object *s, PyObject *fileobj, PyObject *events,
         Py_DECREF(key);
         return NULL;
     }
-    /* fileno() and __and__ may have run code that closed or forked */
+    /* fileno() and __and__ may have run code that closed or forked; the
+     * allocation and the warning, code that registered this fd (kqueue's
+     * EV_ADD would then succeed over the old registration) */
     if (sel_ready(s) < 0) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    if (slot_find(s, cfd) != NULL) {
+        PyErr_Format(PyExc_KeyError, "%R (FD %S) is already registered",
+                     fileobj, PyTuple_GET_ITEM(key, 1));
         Py_DECREF(key);
         return NULL;
     }
@@ -993,7 +1008,12 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
             }
             if (warn_bool_fd(sl->boolfd) < 0) {
                 /* raised where the stdlib's poller.modify() would: the key
-                 * is dropped as for any failure there */
+                 * is dropped as for any failure there.  A warning hook may
+                 * have run code that moved or replaced the slot. */
+                sl = slot_find(s, cfd);
+                if (sl == NULL || slot_key(sl) != key) {
+                    goto done;
+                }
                 int old = sl->events;
                 PyObject *k = slot_take(s, (int)cfd, sl);
                 Py_DECREF(k);
@@ -1147,6 +1167,48 @@ too_large(void)
     return -1;
 }
 
+/* Epoll/Poll, any timeout object: 0 with *ns = 0 when `timeout <= 0`,
+ * else 1 with *c = math.ceil(timeout * 1e3); -1 with an exception. */
+static int
+poller_ceil_ms(PyObject *timeout, int64_t *ns, PyObject **c)
+{
+    PyObject *zero = PyLong_FromLong(0);
+    if (zero == NULL) {
+        return -1;
+    }
+    int le = PyObject_RichCompareBool(timeout, zero, Py_LE);
+    Py_DECREF(zero);
+    if (le < 0) {
+        return -1;
+    }
+    if (le) {
+        *ns = 0;
+        return 0;
+    }
+    *c = ceil_ms_object(timeout);
+    return *c == NULL ? -1 : 1;
+}
+
+/* After the poller's conversion to n nanoseconds (rc < 0: it failed): the
+ * poller's TypeError text and its C int check of the milliseconds. */
+static int
+poller_ms_result(int rc, int64_t n, fs_round_t round, int64_t *ns)
+{
+    if (rc < 0) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_SetString(PyExc_TypeError,
+                            "timeout must be an integer or None");
+        }
+        return -1;
+    }
+    int64_t msv = fs_ns_divide(n, 1000000, round);
+    if (msv > INT_MAX || msv < INT_MIN) {
+        return too_large();
+    }
+    *ns = n < 0 ? -1 : n;
+    return 0;
+}
+
 /* EpollSelector: epoll.poll(math.ceil(timeout * 1e3) * 1e-3) */
 static int
 epoll_timeout(PyObject *timeout, int64_t *ns)
@@ -1200,23 +1262,10 @@ epoll_timeout(PyObject *timeout, int64_t *ns)
         }
         /* out of range: let the general path produce the exact error */
     }
-    int le;
-    PyObject *zero = PyLong_FromLong(0);
-    if (zero == NULL) {
-        return -1;
-    }
-    le = PyObject_RichCompareBool(timeout, zero, Py_LE);
-    Py_DECREF(zero);
-    if (le < 0) {
-        return -1;
-    }
-    if (le) {
-        *ns = 0;
-        return 0;
-    }
-    PyObject *c = ceil_ms_object(timeout);
-    if (c == NULL) {
-        return -1;
+    PyObject *c;
+    int pos = poller_ceil_ms(timeout, ns, &c);
+    if (pos <= 0) {
+        return pos;
     }
     PyObject *k = PyFloat_FromDouble(1e-3);
     PyObject *sobj = k ? PyNumber_Multiply(c, k) : NULL;
@@ -1225,22 +1274,10 @@ epoll_timeout(PyObject *timeout, int64_t *ns)
     if (sobj == NULL) {
         return -1;
     }
-    int64_t n;
+    int64_t n = 0;
     int rc = fs_ns_from_seconds_object(sobj, FS_ROUND_UP, &n);
     Py_DECREF(sobj);
-    if (rc < 0) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_SetString(PyExc_TypeError,
-                            "timeout must be an integer or None");
-        }
-        return -1;
-    }
-    int64_t msv = fs_ns_divide(n, 1000000, FS_ROUND_CEILING);
-    if (msv > INT_MAX || msv < INT_MIN) {
-        return too_large();
-    }
-    *ns = n < 0 ? -1 : n;
-    return 0;
+    return poller_ms_result(rc, n, FS_ROUND_CEILING, ns);
 }
 
 /* PollSelector: poll.poll(math.ceil(timeout * 1e3)) */
@@ -1269,39 +1306,15 @@ poll_timeout(PyObject *timeout, int64_t *ns)
             }
         }
     }
-    PyObject *zero = PyLong_FromLong(0);
-    if (zero == NULL) {
-        return -1;
+    PyObject *c;
+    int pos = poller_ceil_ms(timeout, ns, &c);
+    if (pos <= 0) {
+        return pos;
     }
-    int le = PyObject_RichCompareBool(timeout, zero, Py_LE);
-    Py_DECREF(zero);
-    if (le < 0) {
-        return -1;
-    }
-    if (le) {
-        *ns = 0;
-        return 0;
-    }
-    PyObject *c = ceil_ms_object(timeout);
-    if (c == NULL) {
-        return -1;
-    }
-    int64_t n;
+    int64_t n = 0;
     int rc = fs_ns_from_ms_object(c, FS_ROUND_UP, &n);
     Py_DECREF(c);
-    if (rc < 0) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_SetString(PyExc_TypeError,
-                            "timeout must be an integer or None");
-        }
-        return -1;
-    }
-    int64_t msv = fs_ns_divide(n, 1000000, FS_ROUND_UP);
-    if (msv > INT_MAX || msv < INT_MIN) {
-        return too_large();
-    }
-    *ns = n < 0 ? -1 : n;
-    return 0;
+    return poller_ms_result(rc, n, FS_ROUND_UP, ns);
 }
 
 /* SelectSelector / KqueueSelector: max(timeout, 0) seconds */
@@ -1466,17 +1479,19 @@ sel_collect(sel_object *s, PyObject *list, int n, Py_ssize_t *j, int dedupe)
             Py_INCREF(t);
         }
         else {
+            /* owned before the allocation, which may collect garbage and
+             * run a finaliser that unregisters fd and frees its key */
             PyObject *key = slot_key(sl);
+            Py_INCREF(key);
             PyObject *m = PyLong_FromLong(mask);   /* a cached small int */
             t = PyTuple_New(2);
             if (t == NULL) {
+                Py_DECREF(key);
                 Py_XDECREF(m);
                 return -1;
             }
-            Py_INCREF(key);
             PyTuple_SET_ITEM(t, 0, key);
             PyTuple_SET_ITEM(t, 1, m);
-            /* the allocation may have collected garbage and run code */
             sl = slot_find(s, fd);
             if (sl != NULL && slot_key(sl) == key) {
                 /* the slot now owns the key through the tuple */
@@ -1533,6 +1548,11 @@ sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
                 return NULL;
             }
         }
+    }
+    /* the timeout's conversion and the warnings may have run Python code
+     * that closed the selector (freeing its backend) or forked */
+    if (sel_ready(s) < 0) {
+        return NULL;
     }
     if (s->busy) {
         /* one persistent buffer and one backend wait at a time */
@@ -1604,10 +1624,12 @@ sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
             goto finish;
         }
         Py_ssize_t before = j;
-        if (s->closed || sel_collect(s, list, n, &j, 1) < 0) {
-            if (!s->closed) {
-                Py_CLEAR(list);
-            }
+        if (s->closed) {
+            break;
+        }
+        if (sel_collect(s, list, n, &j, 1) < 0) {
+            /* also when a finaliser closed: no list with an exception */
+            Py_CLEAR(list);
             break;
         }
         full = n == max && j - before == n;
@@ -2196,8 +2218,6 @@ fs_selector_setup(PyObject *module, fs_state *st)
         if (kind_ops(k) == NULL) {
             continue;
         }
-        char name[64];
-        PyOS_snprintf(name, sizeof(name), "fastsel.%s", kind_names[k]);
         PyType_Slot slots[4] = {
             {Py_tp_traverse, sel_traverse}, {Py_tp_clear, sel_clear},
             {0, NULL}, {0, NULL},
@@ -2209,7 +2229,7 @@ fs_selector_setup(PyObject *module, fs_state *st)
             ns++;
         }
         PyType_Spec spec = {
-            .name = name,
+            .name = kind_type_names[k],
             .basicsize = sizeof(sel_object),
             .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE
                      | Py_TPFLAGS_HAVE_GC,
