@@ -37,10 +37,10 @@ bit_isset(const unsigned long *set, int fd)
 
 static PyObject *
 result_list(const sel_entry *e, Py_ssize_t lo, Py_ssize_t hi,
-            const unsigned long *set, int ready)
+            const unsigned long *set, int scan)
 {
     Py_ssize_t count = 0;
-    if (ready && set != NULL) {
+    if (scan && set != NULL) {
         for (Py_ssize_t i = lo; i < hi; i++) {
             count += bit_isset(set, e[i].fd);
         }
@@ -75,6 +75,10 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     struct timeval tv, *tvp = NULL;
     int64_t timeout = 0, deadline = 0;
     int maxfd = -1, ready = 0, err = 0;
+    /* Read the sets back whenever select(2) returned, even with 0: the
+     * kernel only rewrites the bits of fds within the process's fd table,
+     * and the stdlib reports whatever it finds set (as fastsel must). */
+    int scan = 1;
     PyObject *ret = NULL;
 
     if (fs_no_kwargs(kwnames, "select.select") < 0
@@ -216,7 +220,8 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
             /* timeout 0 has no deadline: it is past as soon as it is read */
             int64_t left = timeout == 0 ? -1 : deadline - fs_monotonic_ns();
             if (left < 0) {
-                ready = 0;      /* the sets were left as given: ignore them */
+                ready = 0;
+                scan = 0;       /* the sets were left as given: ignore them */
                 break;
             }
             int64_t us = fs_ns_divide(left, 1000, FS_ROUND_CEILING);
@@ -236,7 +241,7 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     }
     for (int k = 0; k < 3; k++) {
         PyObject *list = result_list(e, bounds[k], bounds[k + 1], sets[k],
-                                     ready > 0);
+                                     scan);
         if (list == NULL) {
             Py_CLEAR(ret);
             goto finally;
