@@ -699,24 +699,11 @@ parse_args(const char *owner, const char *meth, const char *const *names,
     (void)owner;
     PyOS_snprintf(fname, sizeof(fname), "%s", meth);
 #endif
-    if (nargs > nmax) {
-        if (nreq == nmax) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() takes %d positional argument%s but %zd %s "
-                         "given",
-                         fname, nmax + 1, nmax == 0 ? "" : "s", nargs + 1,
-                         nargs + 1 == 1 ? "was" : "were");
-        }
-        else {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() takes from %d to %d positional arguments but "
-                         "%zd were given", fname, nreq + 1, nmax + 1,
-                         nargs + 1);
-        }
-        return -1;
-    }
+    /* bound as CPython binds a Python function's arguments: positionals
+     * into their parameters, then keywords (unknown or duplicate names fail
+     * first), then the count of positionals, then missing parameters */
     int i;
-    for (i = 0; i < nargs; i++) {
+    for (i = 0; i < nargs && i < nmax; i++) {
         out[i] = args[i];
     }
     for (; i < nmax; i++) {
@@ -746,6 +733,22 @@ parse_args(const char *owner, const char *meth, const char *const *names,
             }
             out[j] = args[nargs + k];
         }
+    }
+    if (nargs > nmax) {
+        if (nreq == nmax) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() takes %d positional argument%s but %zd %s "
+                         "given",
+                         fname, nmax + 1, nmax == 0 ? "" : "s", nargs + 1,
+                         nargs + 1 == 1 ? "was" : "were");
+        }
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() takes from %d to %d positional arguments but "
+                         "%zd were given", fname, nreq + 1, nmax + 1,
+                         nargs + 1);
+        }
+        return -1;
     }
     int missing[4], nmiss = 0;
     for (i = 0; i < nreq; i++) {
@@ -786,12 +789,33 @@ owner_of(int kind, char meth)
                                                     : "_PollLikeSelector";
     case 's':       /* select */
         return kind == K_POLL ? "_PollLikeSelector" : kind_names[kind];
-    default:        /* get_key */
+    case 'c':       /* close */
+        return kind == K_EPOLL || kind == K_KQUEUE ? kind_names[kind]
+                                                   : "_BaseSelectorImpl";
+    case 'g':       /* get_map */
+        return "_BaseSelectorImpl";
+    case 'f':       /* fileno */
+        return kind_names[kind];
+    default:        /* get_key, __enter__ */
         return "BaseSelector";
     }
 }
 
 static const char *const names_reg[] = {"fileobj", "events", "data"};
+
+/* The stdlib's parameterless methods are Python functions: their texts for
+ * any argument, not METH_NOARGS'. */
+static int
+no_args(sel_object *s, char meth, const char *name, PyObject *const *args,
+        Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs == 0 && kwnames == NULL) {
+        return 0;
+    }
+    return parse_args(owner_of(s->kind, meth), name, NULL, 0, 0, args, nargs,
+                      kwnames, NULL);
+}
+
 static const char *const names_timeout[] = {"timeout"};
 
 /* ---- register / unregister / modify ----------------------------------- */
@@ -1656,8 +1680,12 @@ finish:
 /* ---- the rest of the selector API --------------------------------------- */
 
 static PyObject *
-sel_close(sel_object *s, PyObject *Py_UNUSED(ignored))
+sel_close(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
 {
+    if (no_args(s, 'c', "close", args, nargs, kwnames) < 0) {
+        return NULL;
+    }
     if (s->closed) {
         Py_RETURN_NONE;
     }
@@ -1704,8 +1732,12 @@ sel_get_key(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
 }
 
 static PyObject *
-sel_get_map(sel_object *s, PyObject *Py_UNUSED(ignored))
+sel_get_map(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
 {
+    if (no_args(s, 'g', "get_map", args, nargs, kwnames) < 0) {
+        return NULL;
+    }
     if (s->closed) {
         Py_RETURN_NONE;
     }
@@ -1724,8 +1756,12 @@ sel_get_map(sel_object *s, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-sel_fileno(sel_object *s, PyObject *Py_UNUSED(ignored))
+sel_fileno(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
 {
+    if (no_args(s, 'f', "fileno", args, nargs, kwnames) < 0) {
+        return NULL;
+    }
     if (s->closed) {
         PyErr_Format(PyExc_ValueError, "I/O operation on closed %s object",
                      s->ops->name);
@@ -1738,8 +1774,12 @@ sel_fileno(sel_object *s, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-sel_enter(sel_object *s, PyObject *Py_UNUSED(ignored))
+sel_enter(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
 {
+    if (no_args(s, 'e', "__enter__", args, nargs, kwnames) < 0) {
+        return NULL;
+    }
     Py_INCREF(s);
     return (PyObject *)s;
 }
@@ -1868,20 +1908,24 @@ static PyMethodDef sel_methods[] = {
      METH_FASTCALL | METH_KEYWORDS,
      "select(timeout=None)\n--\n\n"
      "Wait for readiness; a list of (key, events)."},
-    {"close", (PyCFunction)sel_close, METH_NOARGS,
+    {"close", (PyCFunction)(void (*)(void))sel_close,
+     METH_FASTCALL | METH_KEYWORDS,
      "close()\n--\n\nClose the selector and forget every key."},
     {"get_key", (PyCFunction)(void (*)(void))sel_get_key,
      METH_FASTCALL | METH_KEYWORDS,
      "get_key(fileobj)\n--\n\nThe key registered for a file object."},
-    {"get_map", (PyCFunction)sel_get_map, METH_NOARGS,
+    {"get_map", (PyCFunction)(void (*)(void))sel_get_map,
+     METH_FASTCALL | METH_KEYWORDS,
      "get_map()\n--\n\nA read-only mapping of file objects to keys."},
-    {"__enter__", (PyCFunction)sel_enter, METH_NOARGS, NULL},
+    {"__enter__", (PyCFunction)(void (*)(void))sel_enter,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))sel_exit, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 static PyMethodDef sel_fileno_methods[] = {
-    {"fileno", (PyCFunction)sel_fileno, METH_NOARGS,
+    {"fileno", (PyCFunction)(void (*)(void))sel_fileno,
+     METH_FASTCALL | METH_KEYWORDS,
      "fileno()\n--\n\nThe kernel object's file descriptor."},
     {NULL, NULL, 0, NULL},
 };
