@@ -481,8 +481,9 @@ ep_new_object(PyTypeObject *type, int fd)
     }
     self->epfd = fd;
     if (fd < 0) {
-        Py_DECREF(self);
+        /* raise first: the dealloc below may clobber errno */
         PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(self);
         return NULL;
     }
     return (PyObject *)self;
