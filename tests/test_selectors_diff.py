@@ -567,3 +567,22 @@ def test_select_many(diff, kind, pairs):
 ])
 def test_argument_errors(diff, kind, call):
     diff(on(kind, call))
+
+
+@pytest.mark.parametrize("call", [
+    ("register", (0, R), {"evnts": 1}),
+    ("register", (0, R), {"Data": 1}),
+    ("register", (0, R), {"slf": 1}),
+    ("register", (0, R), {"self": 1}),
+    ("register", (0, R), {"xyzzy": 1}),
+    ("register", (), {"fileobj": 0, "events": R, "dat": 1}),
+    ("unregister", (), {"fileob": 0}),
+    ("modify", (0,), {"event": R}),
+    ("select", (), {"timeot": 0}),
+    ("get_key", (), {"fileobject": 0}),
+])
+def test_keyword_errors_and_suggestions(diff, kind, call):
+    """Keyword binding errors read as the stdlib's Python methods do,
+    including 3.13's "Did you mean ...?" (with `self` as a candidate)."""
+    meth, args, kwargs = call
+    diff(on(kind, lambda sel: getattr(sel, meth)(*args, **kwargs)))

@@ -231,83 +231,11 @@ kw_find(PyObject *kwnames, PyObject *const *kwvals, PyObject *kwdict,
 }
 
 #if PY_VERSION_HEX >= 0x030D0000
-/* 3.13 adds "Did you mean ...?" to unknown keywords, choosing with CPython's
- * edit distance (suggestions.c): on UTF-8 bytes, after dropping the common
- * prefix and suffix; insert/delete cost 2, substitution 2, or 1 for an
- * ASCII letter of the other case; no match past 40 remaining bytes or past
- * (len(a) + len(b) + 3) / 3. */
-#define SUGGEST_MAX_LEN 40
-
-static Py_ssize_t
-suggest_distance(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb)
-{
-    while (na && nb && a[0] == b[0]) {
-        a++, na--, b++, nb--;
-    }
-    while (na && nb && a[na - 1] == b[nb - 1]) {
-        na--, nb--;
-    }
-    if (na == 0 || nb == 0) {
-        return (na + nb) * 2;
-    }
-    if (na > SUGGEST_MAX_LEN || nb > SUGGEST_MAX_LEN) {
-        return PY_SSIZE_T_MAX;
-    }
-    /* one DP row: row[j] = cost(a[:i], b[:j]) */
-    Py_ssize_t row[SUGGEST_MAX_LEN + 1];
-    for (Py_ssize_t j = 0; j <= nb; j++) {
-        row[j] = 2 * j;
-    }
-    for (Py_ssize_t i = 1; i <= na; i++) {
-        Py_ssize_t diag = row[0];
-        row[0] = 2 * i;
-        for (Py_ssize_t j = 1; j <= nb; j++) {
-            char x = a[i - 1], y = b[j - 1];
-            Py_ssize_t sub = 2;
-            if (x == y) {
-                sub = 0;
-            }
-            else if ((x ^ y) == 0x20 && (x | 0x20) >= 'a'
-                     && (x | 0x20) <= 'z') {
-                sub = 1;
-            }
-            Py_ssize_t best = diag + sub;
-            Py_ssize_t del = (row[j] < row[j - 1] ? row[j] : row[j - 1]) + 2;
-            if (del < best) {
-                best = del;
-            }
-            diag = row[j];
-            row[j] = best;
-        }
-    }
-    return row[nb];
-}
-
-/* The parameter name CPython would suggest for `key`, or NULL. */
+/* The parameter name CPython 3.13 would suggest for `key`, or NULL. */
 static const char *
 kw_suggest(const ep_sig *sig, PyObject *key)
 {
-    Py_ssize_t nkey;
-    const char *k = PyUnicode_AsUTF8AndSize(key, &nkey);
-    if (k == NULL) {
-        PyErr_Clear();              /* CPython: no suggestion then either */
-        return NULL;
-    }
-    const char *best = NULL;
-    Py_ssize_t best_dist = PY_SSIZE_T_MAX;
-    for (int j = 0; j < sig->nparams; j++) {
-        Py_ssize_t nname = (Py_ssize_t)strlen(sig->names[j]);
-        Py_ssize_t limit = (nkey + nname + 3) * 2 / 6;
-        if (limit > best_dist - 1) {
-            limit = best_dist - 1;
-        }
-        Py_ssize_t d = suggest_distance(k, nkey, sig->names[j], nname);
-        if (d <= limit) {
-            best = sig->names[j];
-            best_dist = d;
-        }
-    }
-    return best;
+    return fs_suggest_keyword(sig->names, sig->nparams, key);
 }
 #endif
 

@@ -71,6 +71,11 @@ fs_check_positional(const char *name, Py_ssize_t nargs, Py_ssize_t min,
     return 0;
 }
 
+/* The keyword CPython 3.13+ would suggest ("Did you mean ...?") for the
+ * unknown keyword `key` among `names`, or NULL.  Never raises. */
+const char *fs_suggest_keyword(const char *const *names, int n,
+                               PyObject *key);
+
 /* Timeouts are carried as signed nanoseconds, as CPython's _PyTime_t is.
  * Rounding modes match CPython's _PyTime_round_t. */
 typedef enum {

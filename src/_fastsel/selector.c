@@ -683,6 +683,8 @@ slot_set_key(sel_slot *sl, PyObject *key)
 
 /* ---- argument parsing --------------------------------------------------- */
 
+#define SEL_MAX_PARAMS 4        /* register(fileobj, events, data) is the most */
+
 /* Positional-or-keyword parameters `names` (nreq required), filled into out
  * as borrowed references (NULL when absent).  Errors read as CPython's for
  * the stdlib's Python method (qualified by its defining class since 3.10;
@@ -720,6 +722,28 @@ parse_args(const char *owner, const char *meth, const char *const *names,
                 }
             }
             if (j == nmax) {
+                /* the stdlib's methods are Python functions: `self` is a
+                 * parameter too, already bound */
+                if (PyUnicode_CompareWithASCIIString(name, "self") == 0) {
+                    PyErr_Format(PyExc_TypeError,
+                                 "%s() got multiple values for argument "
+                                 "'self'", fname);
+                    return -1;
+                }
+#if PY_VERSION_HEX >= 0x030D0000
+                const char *cands[1 + SEL_MAX_PARAMS] = {"self"};
+                for (j = 0; j < nmax && j < SEL_MAX_PARAMS; j++) {
+                    cands[1 + j] = names[j];
+                }
+                const char *hint = fs_suggest_keyword(cands, 1 + j, name);
+                if (hint != NULL) {
+                    PyErr_Format(PyExc_TypeError,
+                                 "%s() got an unexpected keyword argument "
+                                 "'%S'. Did you mean '%s'?", fname, name,
+                                 hint);
+                    return -1;
+                }
+#endif
                 PyErr_Format(PyExc_TypeError,
                              "%s() got an unexpected keyword argument '%S'",
                              fname, name);
