@@ -918,24 +918,37 @@ sel_do_register(sel_object *s, PyObject *fileobj, PyObject *events,
     return key;
 }
 
+/* (fileobj, events, data=None) of register() and modify(): the plain
+ * positional call is bound without parse_args. */
+static int
+parse_fileobj_events_data(sel_object *s, char which, const char *meth,
+                          PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames, PyObject **a)
+{
+    if (kwnames == NULL && nargs >= 2 && nargs <= 3) {
+        a[0] = args[0];
+        a[1] = args[1];
+        a[2] = nargs == 3 ? args[2] : Py_None;
+        return 0;
+    }
+    if (parse_args(owner_of(s->kind, which), meth, names_reg, 2, 3, args,
+                   nargs, kwnames, a) < 0) {
+        return -1;
+    }
+    if (a[2] == NULL) {
+        a[2] = Py_None;
+    }
+    return 0;
+}
+
 static PyObject *
 sel_register(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
              PyObject *kwnames)
 {
     PyObject *a[3];
-    if (kwnames == NULL && nargs >= 2 && nargs <= 3) {
-        a[0] = args[0];
-        a[1] = args[1];
-        a[2] = nargs == 3 ? args[2] : Py_None;
-    }
-    else {
-        if (parse_args(owner_of(s->kind, 'r'), "register", names_reg,
-                       2, 3, args, nargs, kwnames, a) < 0) {
-            return NULL;
-        }
-        if (a[2] == NULL) {
-            a[2] = Py_None;
-        }
+    if (parse_fileobj_events_data(s, 'r', "register", args, nargs, kwnames,
+                                  a) < 0) {
+        return NULL;
     }
     return sel_do_register(s, a[0], a[1], a[2]);
 }
@@ -1005,19 +1018,9 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
 {
     PyObject *a[3];
-    if (kwnames == NULL && nargs >= 2 && nargs <= 3) {
-        a[0] = args[0];
-        a[1] = args[1];
-        a[2] = nargs == 3 ? args[2] : Py_None;
-    }
-    else {
-        if (parse_args(owner_of(s->kind, 'm'), "modify", names_reg,
-                       2, 3, args, nargs, kwnames, a) < 0) {
-            return NULL;
-        }
-        if (a[2] == NULL) {
-            a[2] = Py_None;
-        }
+    if (parse_fileobj_events_data(s, 'm', "modify", args, nargs, kwnames,
+                                  a) < 0) {
+        return NULL;
     }
     PyObject *fileobj = a[0], *events = a[1], *data = a[2];
     if (sel_ready(s) < 0) {
