@@ -7,7 +7,6 @@ typedef int (*fs_setup_fn)(PyObject *, fs_state *);
 
 /* Each object file contributes its types, functions and constants here. */
 static const fs_setup_fn setup_hooks[] = {
-    NULL,   /* keeps the array non-empty; entries are added per object file */
     fs_select_setup,
     fs_poll_setup,
 #ifdef FS_HAVE_KQUEUE
@@ -38,7 +37,7 @@ fastsel_exec(PyObject *module)
     }
 #endif
     for (size_t i = 0; i < sizeof(setup_hooks) / sizeof(setup_hooks[0]); i++) {
-        if (setup_hooks[i] != NULL && setup_hooks[i](module, st) < 0) {
+        if (setup_hooks[i](module, st) < 0) {
             return -1;
         }
     }
