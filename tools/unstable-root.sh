@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Provisions a cached Debian-unstable root holding CPython 3.14/3.15 (+ -dbg) for the test matrix.
+#
+#   tools/unstable-root.sh ensure        build the root if absent or broken, print its path
+#   tools/unstable-root.sh pythons       ensure, then list its interpreters, one path a line
+#   tools/unstable-root.sh run DIR CMD.. run CMD inside the root with DIR (a host folder, e.g.
+#                                        the checkout's parent) bind-mounted at the same path
+#
+# The Debian mirror is read from this machine's apt configuration (the entry that serves the
+# host's own suite), so nothing here names a host.  The root lives outside the project tree
+# (FASTSEL_UNSTABLE_ROOT, default /var/cache/fastsel/unstable-root) and is kept between runs;
+# a stamp records the package list it was built with, and a root whose stamp or interpreters
+# do not check out is rebuilt.  Needs root (debootstrap, chroot, mount).
+set -euo pipefail
+
+ROOTFS="${FASTSEL_UNSTABLE_ROOT:-/var/cache/fastsel/unstable-root}"
+SUITE="${FASTSEL_UNSTABLE_SUITE:-unstable}"
+PYTHONS=(python3.14 python3.15 python3.14-dbg python3.15-dbg)
+PACKAGES=(
+    python3.14 python3.14-dev python3.14-venv python3.14-dbg
+    python3.15 python3.15-dev python3.15-venv python3.15-dbg
+    libpython3.14-testsuite libpython3.15-testsuite
+    gcc libc6-dev ca-certificates iproute2 util-linux procps
+)
+# Bump when the way the root is made changes: the stamp then no longer matches.
+LAYOUT=1
+STAMP_TEXT="layout=$LAYOUT suite=$SUITE packages=${PACKAGES[*]}"
+
+log() { printf '==> [unstable-root] %s\n' "$*" >&2; }
+die() { printf 'unstable-root: %s\n' "$*" >&2; exit 1; }
+
+# The URI apt uses for the host's own Debian suite (deb822 .sources or one-line lists).
+host_mirror() {
+    local codename
+    codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+    [[ -n "$codename" ]] || die "cannot read VERSION_CODENAME from /etc/os-release"
+    local f uri
+    shopt -s nullglob
+    for f in /etc/apt/sources.list.d/*.sources; do
+        uri="$(awk -v suite="$codename" '
+            BEGIN { RS = ""; FS = "\n" }
+            {
+                uris = ""; ok = 0; deb = 0
+                for (i = 1; i <= NF; i++) {
+                    if ($i ~ /^URIs:/)   { sub(/^URIs:[ \t]*/, "", $i); split($i, u, /[ \t]+/); uris = u[1] }
+                    if ($i ~ /^Types:/ && $i ~ /(^|[ \t])deb([ \t]|$)/) deb = 1
+                    if ($i ~ /^Suites:/) { n = split($i, s, /[ \t]+/); for (j = 2; j <= n; j++) if (s[j] == suite) ok = 1 }
+                }
+                if (ok && deb && uris != "") { print uris; exit }
+            }' "$f")"
+        [[ -n "$uri" ]] && { echo "$uri"; return; }
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [[ -r "$f" ]] || continue
+        uri="$(awk -v suite="$codename" '$1 == "deb" {
+                  i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+                  if ($(i + 1) == suite) { print $i; exit } }' "$f")"
+        [[ -n "$uri" ]] && { echo "$uri"; return; }
+    done
+    die "no apt source for the host suite '$codename' found under /etc/apt"
+}
+
+mounted_under() { awk -v r="$1" '$2 == r || index($2, r "/") == 1 { print $2 }' /proc/self/mounts; }
+
+unmount_all() {
+    local root="$1" m
+    # deepest first
+    while read -r m; do
+        [[ -n "$m" ]] && umount -l "$m" 2>/dev/null || true
+    done < <(mounted_under "$root" | sort -r)
+    [[ -z "$(mounted_under "$root")" ]] || die "could not unmount everything under $root"
+}
+
+# Host files that make networking and pip work inside (CA bundle, resolver, pip settings).
+copy_host_config() {
+    local root="$1" f
+    mkdir -p "$root/etc/ssl/certs" "$root/etc/xdg"
+    cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+    cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+    for f in /etc/pip.conf; do
+        [[ -r "$f" ]] && cp -L "$f" "$root$f"
+    done
+    [[ -d /etc/xdg/pip ]] && { rm -rf "$root/etc/xdg/pip"; cp -rL /etc/xdg/pip "$root/etc/xdg/pip"; }
+    return 0
+}
+
+mount_system() {
+    local root="$1"
+    mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
+    mountpoint -q "$root/sys" || mount --rbind /sys "$root/sys"
+    mountpoint -q "$root/dev" || { mount --rbind /dev "$root/dev"; mount --make-rslave "$root/dev"; }
+    mountpoint -q "$root/sys" && mount --make-rslave "$root/sys" 2>/dev/null || true
+}
+
+healthy() {
+    local root="$1" py
+    [[ -f "$root/.fastsel-stamp" ]] || return 1
+    [[ "$(cat "$root/.fastsel-stamp")" == "$STAMP_TEXT" ]] || return 1
+    for py in "${PYTHONS[@]}"; do
+        chroot "$root" "/usr/bin/$py" -c 'import venv, ssl, ctypes, test.test_selectors' >/dev/null 2>&1 || return 1
+    done
+    chroot "$root" gcc --version >/dev/null 2>&1 || return 1
+}
+
+build() {
+    local mirror tmp="$ROOTFS.new" start=$SECONDS
+    command -v debootstrap >/dev/null || {
+        log "installing debootstrap"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    }
+    mirror="$(host_mirror)"
+    log "building $SUITE root in $ROOTFS (mirror from the host's apt configuration)"
+    [[ -e "$tmp" ]] && { unmount_all "$tmp"; rm -rf --one-file-system "$tmp"; }
+    mkdir -p "$(dirname "$ROOTFS")"
+    if ! debootstrap --variant=minbase "$SUITE" "$tmp" "$mirror" >"$tmp.log" 2>&1; then
+        tail -n 30 "$tmp.log" >&2
+        die "debootstrap failed (log: $tmp.log)"
+    fi
+    copy_host_config "$tmp"
+    # The mirror may serve a frozen snapshot whose Release file has expired.
+    printf 'Acquire::Check-Valid-Until "false";\nAcquire::Check-Date "false";\nAPT::Install-Recommends "false";\n' \
+        >"$tmp/etc/apt/apt.conf.d/99fastsel"
+    mount_system "$tmp"
+    local rc=0
+    chroot "$tmp" env DEBIAN_FRONTEND=noninteractive sh -c \
+        'apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@"' sh "${PACKAGES[@]}" \
+        >>"$tmp.log" 2>&1 || rc=$?
+    unmount_all "$tmp"
+    if (( rc != 0 )); then
+        tail -n 30 "$tmp.log" >&2
+        die "installing the interpreters failed (log: $tmp.log)"
+    fi
+    chroot "$tmp" apt-get clean >/dev/null 2>&1 || true
+    echo "$STAMP_TEXT" >"$tmp/.fastsel-stamp"
+    if [[ -e "$ROOTFS" ]]; then
+        unmount_all "$ROOTFS"
+        rm -rf --one-file-system "$ROOTFS"
+    fi
+    mv "$tmp" "$ROOTFS"
+    mv "$tmp.log" "$ROOTFS.log"
+    log "built in $((SECONDS - start))s"
+}
+
+# Several runs may share the root at once (CI, developers' checkouts): each holds a shared
+# lock on fd 8 while it runs; checking or rebuilding takes it exclusively, and the last run
+# out (the one that can upgrade to exclusive at once) unmounts.
+lock() {
+    mkdir -p "$(dirname "$ROOTFS")"
+    exec 8>"$ROOTFS.lock"
+    flock "$1" 8
+}
+
+ensure() {
+    [[ $EUID -eq 0 ]] || die "must run as root (debootstrap, chroot, mount)"
+    lock -s
+    [[ -d "$ROOTFS" ]] && healthy "$ROOTFS" && return 0
+    flock -u 8
+    lock -x
+    if ! { [[ -d "$ROOTFS" ]] && healthy "$ROOTFS"; }; then
+        [[ -d "$ROOTFS" ]] && log "cached root is stale or broken: rebuilding"
+        build
+    fi
+    lock -s
+}
+
+cmd_run() {
+    local share="$1"; shift
+    [[ -d "$share" ]] || die "no such folder: $share"
+    share="$(cd "$share" && pwd -P)"
+    ensure
+    copy_host_config "$ROOTFS"
+    mount_system "$ROOTFS"
+    mkdir -p "$ROOTFS$share"
+    mountpoint -q "$ROOTFS$share" || mount --bind "$share" "$ROOTFS$share"
+    local rc=0
+    # A clean environment: the host's PATH and pyenv variables mean nothing inside.
+    chroot "$ROOTFS" /usr/bin/env -i \
+        HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        LANG=C.UTF-8 TERM="${TERM:-dumb}" CI="${CI:-}" \
+        PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT="${PIP_DEFAULT_TIMEOUT:-180}" \
+        FASTSEL_WERROR="${FASTSEL_WERROR:-1}" PYTEST_ARGS="${PYTEST_ARGS:-}" INTERPRETERS="${INTERPRETERS:-}" \
+        PYTEST_TIMEOUT="${PYTEST_TIMEOUT:-}" TEST_TIMEOUT="${TEST_TIMEOUT:-}" \
+        sh -c 'cd "$0" && exec "$@"' "$PWD" "$@" || rc=$?
+    if flock -n -x 8; then
+        unmount_all "$ROOTFS"
+    fi
+    return "$rc"
+}
+
+case "${1:-}" in
+    ensure) ensure; echo "$ROOTFS" ;;
+    pythons) ensure; for p in "${PYTHONS[@]}"; do echo "/usr/bin/$p"; done ;;
+    run) shift; [[ $# -ge 2 ]] || die "usage: $0 run DIR CMD..."; cmd_run "$@" ;;
+    *) echo "usage: $0 ensure|pythons|run DIR CMD..." >&2; exit 2 ;;
+esac
