@@ -3,8 +3,9 @@
 #
 #   tools/unstable-root.sh ensure        build the root if absent or broken, print its path
 #   tools/unstable-root.sh pythons       ensure, then list its interpreters, one path a line
-#   tools/unstable-root.sh run DIR CMD.. run CMD inside the root with DIR (a host folder, e.g.
-#                                        the checkout's parent) bind-mounted at the same path
+#   tools/unstable-root.sh run DIR[:DIR..] CMD..
+#                                        run CMD inside the root with each DIR (host folders, e.g.
+#                                        the checkout and shared/) bind-mounted at the same path
 #
 # The Debian mirror is read from this machine's apt configuration (the entry that serves the
 # host's own suite), so nothing here names a host.  The root lives outside the project tree
@@ -163,25 +164,34 @@ ensure() {
     lock -s
 }
 
+# run DIR[:DIR...] CMD...: CMD in the root, each DIR bind-mounted at its own path, in a clean
+# environment (the host's PATH and pyenv mean nothing inside) that keeps the FASTSEL_*, PYTEST_*,
+# TEST_TIMEOUT, INTERPRETERS and CI settings.
 cmd_run() {
-    local share="$1"; shift
-    [[ -d "$share" ]] || die "no such folder: $share"
-    share="$(cd "$share" && pwd -P)"
+    local dirs="$1" d; shift
     ensure
     copy_host_config "$ROOTFS"
     mount_system "$ROOTFS"
-    mkdir -p "$ROOTFS$share"
-    mountpoint -q "$ROOTFS$share" || mount --bind "$share" "$ROOTFS$share"
+    local IFS=:
+    for d in $dirs; do
+        [[ -d "$d" ]] || die "no such folder: $d"
+        d="$(cd "$d" && pwd -P)"
+        mkdir -p "$ROOTFS$d"
+        mountpoint -q "$ROOTFS$d" || mount --bind "$d" "$ROOTFS$d"
+    done
+    unset IFS
+    local keep=() v
+    while IFS= read -r v; do
+        keep+=("$v=${!v}")
+    done < <(compgen -e | grep -E '^(FASTSEL_[A-Z_]*|PYTEST_[A-Z_]*|TEST_TIMEOUT|INTERPRETERS|CI)$' || true)
     local rc=0
-    # A clean environment: the host's PATH and pyenv variables mean nothing inside.
     chroot "$ROOTFS" /usr/bin/env -i \
         HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        LANG=C.UTF-8 TERM="${TERM:-dumb}" CI="${CI:-}" \
+        LANG=C.UTF-8 TERM="${TERM:-dumb}" \
         PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
         PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT="${PIP_DEFAULT_TIMEOUT:-180}" \
-        FASTSEL_WERROR="${FASTSEL_WERROR:-1}" PYTEST_ARGS="${PYTEST_ARGS:-}" INTERPRETERS="${INTERPRETERS:-}" \
-        PYTEST_TIMEOUT="${PYTEST_TIMEOUT:-}" TEST_TIMEOUT="${TEST_TIMEOUT:-}" \
-        sh -c 'cd "$0" && exec "$@"' "$PWD" "$@" || rc=$?
+        "${keep[@]}" \
+        sh -c 'cd "$0" 2>/dev/null || cd /; exec "$@"' "$PWD" "$@" || rc=$?
     if flock -n -x 8; then
         unmount_all "$ROOTFS"
     fi

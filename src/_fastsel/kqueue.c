@@ -5,6 +5,7 @@
  * Linux only with setup.py's FASTSEL_KQUEUE switch, against libkqueue, so the
  * code can be tested there.  Elsewhere this file compiles to nothing. */
 #include "fastsel.h"
+#include "fork.h"
 #include "backend.h"
 
 #ifdef FS_HAVE_KQUEUE
@@ -29,24 +30,7 @@
  * kqueue fd number we hold is dead or, worse, reused.  As CPython >= 3.12.1
  * does (gh-110395), objects from before the fork read as closed in the child,
  * and their fd is neither used nor closed there.  Instead of a list of live
- * objects we keep a process-wide generation that a pthread_atfork child hook
- * bumps; each object remembers the generation it was opened in. */
-
-static volatile unsigned long kq_fork_gen;
-static pthread_once_t kq_atfork_once = PTHREAD_ONCE_INIT;
-static int kq_atfork_error;
-
-static void
-kq_after_fork_child(void)
-{
-    kq_fork_gen++;          /* the child runs one thread: no race */
-}
-
-static void
-kq_atfork_register(void)
-{
-    kq_atfork_error = pthread_atfork(NULL, NULL, kq_after_fork_child);
-}
+ * objects each remembers the fork generation (fork.h) it was opened in. */
 
 static int
 kq_set_cloexec(int fd)
@@ -103,7 +87,7 @@ struct fs_backend {
 static inline int
 kqb_live(fs_backend *b)
 {
-    if (b->kqfd < 0 || b->fork_gen != kq_fork_gen) {
+    if (b->kqfd < 0 || b->fork_gen != fs_fork_generation()) {
         errno = EBADF;
         return 0;
     }
@@ -119,8 +103,7 @@ kqb_open(void)
         return NULL;
     }
     atomic_flag_clear(&b->busy);
-    (void)pthread_once(&kq_atfork_once, kq_atfork_register);
-    b->fork_gen = kq_fork_gen;
+    b->fork_gen = fs_fork_generation();
     b->kqfd = kqueue();
     if (b->kqfd < 0 || kq_set_cloexec(b->kqfd) < 0) {
         int saved = errno;
@@ -141,7 +124,7 @@ kqb_free(fs_backend *b)
         return;
     }
     /* an fd inherited through fork() is not ours to close */
-    if (b->kqfd >= 0 && b->fork_gen == kq_fork_gen) {
+    if (b->kqfd >= 0 && b->fork_gen == fs_fork_generation()) {
         close(b->kqfd);
     }
     PyMem_RawFree(b->buf);
@@ -156,7 +139,7 @@ kqb_free(fs_backend *b)
 static int
 kqb_fileno(fs_backend *b)
 {
-    return (b->kqfd >= 0 && b->fork_gen == kq_fork_gen) ? b->kqfd : -1;
+    return (b->kqfd >= 0 && b->fork_gen == fs_fork_generation()) ? b->kqfd : -1;
 }
 
 #ifdef KQB_TOKEN_TABLE
@@ -815,7 +798,7 @@ static PyType_Spec kevent_spec = {
 typedef struct {
     PyObject_HEAD
     int fd;                     /* -1 once closed */
-    unsigned long fork_gen;     /* kq_fork_gen when the object was made */
+    unsigned long fork_gen;     /* fs_fork_generation() when the object was made */
     fs_state *st;
 } fs_kqueue;
 
@@ -823,7 +806,7 @@ typedef struct {
 static inline int
 kq_fd(fs_kqueue *self)
 {
-    if (self->fd >= 0 && self->fork_gen != kq_fork_gen) {
+    if (self->fd >= 0 && self->fork_gen != fs_fork_generation()) {
         self->fd = -1;          /* the child must not use or close it */
     }
     return self->fd;
@@ -849,7 +832,7 @@ kq_new_object(PyTypeObject *type, int fd)
         return NULL;
     }
     self->st = st;
-    self->fork_gen = kq_fork_gen;
+    self->fork_gen = fs_fork_generation();
     if (fd == -1) {
         Py_BEGIN_ALLOW_THREADS
         fd = kqueue();
@@ -1180,12 +1163,6 @@ static PyType_Spec kq_spec = {
 int
 fs_kqueue_setup(PyObject *module, fs_state *st)
 {
-    (void)pthread_once(&kq_atfork_once, kq_atfork_register);
-    if (kq_atfork_error != 0) {
-        errno = kq_atfork_error;
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
     st->kevent_type = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &kevent_spec, NULL);
     if (st->kevent_type == NULL

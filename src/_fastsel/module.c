@@ -1,5 +1,6 @@
 /* module.c - the _fastsel module: state, multi-phase init, shared constants. */
 #include "fastsel.h"
+#include "fork.h"
 
 #include <limits.h>
 
@@ -7,6 +8,7 @@ typedef int (*fs_setup_fn)(PyObject *, fs_state *);
 
 /* Each object file contributes its types, functions and constants here. */
 static const fs_setup_fn setup_hooks[] = {
+    fs_fork_setup,          /* first: every object with kernel state relies on it */
     fs_select_setup,
     fs_poll_setup,
 #ifdef FS_HAVE_KQUEUE

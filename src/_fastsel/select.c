@@ -8,14 +8,22 @@
 #include "fastsel.h"
 #include "fdtab.h"
 
-#include <fcntl.h>
 #include <limits.h>
 #include <sys/select.h>
+#include <unistd.h>
 
 #define LONG_BITS ((int)(sizeof(unsigned long) * CHAR_BIT))
 /* Stack room: fds below FD_SETSIZE and this many entries in all three lists
  * need no allocation. */
 #define STACK_WORDS (FD_SETSIZE / LONG_BITS)
+
+/* 0 with errno EBADF when fd is not open.  dup2(fd, fd) checks without side
+ * effects; fcntl() would tie the wheel to glibc 2.28's fcntl64. */
+static inline int
+fd_is_open(int fd)
+{
+    return dup2(fd, fd) == fd || errno != EBADF;
+}
 #define STACK_ENTRIES 256
 
 typedef struct {
@@ -179,7 +187,7 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         /* select(2) ignores fds past the process's fd table instead of
          * failing; report a closed highest fd as it does a closed low one,
          * which also bounds the bitmaps by the fd table's size */
-        if (fcntl(maxfd, F_GETFD) < 0 && errno == EBADF) {
+        if (!fd_is_open(maxfd)) {
             PyErr_SetFromErrno(PyExc_OSError);
             goto finally;
         }
@@ -327,8 +335,7 @@ selectb_snapshot_locked(fs_backend *b)
     }
     if (n > 0) {
         maxfd = b->wfd[n - 1].fd;
-        if (maxfd >= FD_SETSIZE && fcntl(maxfd, F_GETFD) < 0
-            && errno == EBADF) {
+        if (maxfd >= FD_SETSIZE && !fd_is_open(maxfd)) {
             /* as select.select(): select(2) would silently ignore it */
             b->dirty = 1;
             return -1;

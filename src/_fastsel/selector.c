@@ -18,6 +18,7 @@
  * no syscall; nothing per select() is O(registered).
  */
 #include "fastsel.h"
+#include "fork.h"
 #include "backend.h"
 #include "structmember.h"
 
@@ -70,22 +71,8 @@ kind_ops(int kind)
  * a bogus huge fd (accepted by poll and select) cannot allocate gigabytes. */
 #define SEL_DIRECT_MAX (1 << 20)
 
-/* Fork detection: the child handler bumps the counter; a selector that sees
- * a new value rebuilds its backend before doing anything with the kernel. */
-static volatile unsigned long fork_counter;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void
-on_fork_child(void)
-{
-    fork_counter++;
-}
-
-static void
-install_atfork(void)
-{
-    (void)pthread_atfork(NULL, NULL, on_fork_child);
-}
+/* Fork detection (fork.h): a selector that sees a new generation rebuilds
+ * its backend before doing anything with the kernel. */
 
 /* A slot is 24 bytes: its one object pointer is either the SelectorKey or,
  * tagged with bit 0, the cached (key, res_mask) result tuple that holds the
@@ -378,7 +365,7 @@ set_errno_error(int err)
 static int
 sel_refork(sel_object *s)
 {
-    s->fork_seen = fork_counter;
+    s->fork_seen = fs_fork_generation();
     s->busy = 0;            /* a thread waiting at fork is not here */
     if (s->be != NULL) {
         s->ops->free(s->be);
@@ -433,7 +420,7 @@ sel_ready(sel_object *s)
         err_closed();
         return -1;
     }
-    if (s->fork_seen != fork_counter && sel_refork(s) < 0) {
+    if (s->fork_seen != fs_fork_generation() && sel_refork(s) < 0) {
         return -1;
     }
     if (s->be == NULL) {
@@ -969,7 +956,7 @@ sel_do_unregister(sel_object *s, PyObject *fileobj)
     if (sl == NULL) {
         return err_not_registered(fileobj);
     }
-    if (s->fork_seen != fork_counter) {
+    if (s->fork_seen != fs_fork_generation()) {
         /* fileno() forked: rebuild first (the slot may move) */
         if (sel_ready(s) < 0) {
             return NULL;
@@ -1719,9 +1706,9 @@ sel_close(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     s->closed = 1;
     Py_CLEAR(s->map);
     sel_forget_all(s);
-    if (s->fork_seen != fork_counter) {
+    if (s->fork_seen != fs_fork_generation()) {
         /* the inherited backend: release the child's copy only */
-        s->fork_seen = fork_counter;
+        s->fork_seen = fs_fork_generation();
         s->busy = 0;
     }
     sel_finish_close(s);
@@ -1867,7 +1854,7 @@ sel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     s->kind = kind;
     s->ops = kind_ops(kind);
     s->head = s->tail = -1;
-    s->fork_seen = fork_counter;
+    s->fork_seen = fs_fork_generation();
     /* The kernel object is made now, as the stdlib does, so EMFILE (or a
      * mechanism the kernel refuses) surfaces here and DefaultSelector's
      * probe sees it. */
@@ -2261,8 +2248,6 @@ make_mapping_class(PyObject *module, fs_state *st)
 int
 fs_selector_setup(PyObject *module, fs_state *st)
 {
-    (void)pthread_once(&atfork_once, install_atfork);
-
     PyObject *selectors = PyImport_ImportModule("selectors");
     if (selectors == NULL) {
         return -1;
