@@ -1,14 +1,14 @@
 # fastsel - two entry points:
-#   make run    build fastsel into a virtualenv, run the demo (a select() echo
-#               server on 127.0.0.1 against a few concurrent clients), then the
-#               quick benchmark (python -m fastsel bench --quick, under a minute)
-#   make test   build and test the installed package on every CPython >= 3.9
-#               found (pyenv versions and the default python3), one venv each
+#   make run    build the sdist and a wheel from it into a virtualenv, run the demo (a
+#               select() echo server on 127.0.0.1 against a few concurrent clients), then
+#               the quick benchmark (python -m fastsel bench --quick, under a minute)
+#   make test   sdist -> wheel per interpreter -> auditwheel -> fresh venv -> the sdist's
+#               tests, on every CPython >= 3.9 and PyPy found, CPython 3.14/3.15 (+ debug
+#               builds) from the Debian-unstable root, and the kqueue build (.ci/matrix)
 #
-# Both create their virtualenvs under .venv/<version>/ and install with pip
-# (non-editable: the installed package is what runs), built with -Werror.
-# Knobs: PYTHON=... (interpreter for `make run`), PYTEST_ARGS=... (extra
-# arguments for pytest), INTERPRETERS="/path/python ..." (override discovery).
+# Everything goes under .venv/ (see .ci/matrix), built with -Werror.
+# Knobs: PYTHON=... (interpreter for `make run`), PYTEST_ARGS=... (extra arguments for
+# pytest), INTERPRETERS="/path/python ..." (override host discovery).
 
 SHELL := /bin/bash
 PYTHON ?= python3
