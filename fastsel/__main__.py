@@ -19,7 +19,7 @@ import runpy
 import signal
 import sys
 from types import TracebackType
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 USAGE = """\
 usage: python -m fastsel [--no-children] PROGRAM.py [ARGS...]
@@ -83,6 +83,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if not children:
         # an inherited FASTSEL_AUTOINSTALL too: the children get the stdlib
         os.environ.pop(ENV_VAR, None)
+    run: Callable[[], Any]
     if args[0] == "-m":
         if len(args) < 2:
             print("Argument expected for the -m option\n" + USAGE, file=sys.stderr)

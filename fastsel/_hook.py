@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: see _install.py
+    from typing import Mapping
 
 # The one name shared by the .pth line, this hook and fastsel.install().
 ENV_VAR = "FASTSEL_AUTOINSTALL"

@@ -26,18 +26,24 @@ its own children.  ``uninstall()`` removes the variable again.
 """
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
-from typing import Any, Dict, List, Tuple
 
 from fastsel._hook import ENV_VAR
+
+# Children covered by the start-up hook import this module before their
+# program runs: typing and threading would add ~5 ms to each one's start-up,
+# so neither is imported (mypy reads a TYPE_CHECKING block as always true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install", "uninstall", "new_event_loop"]
 
 # Stdlib modules that bind a select/selectors object to a module global at
 # import time: (module name, attribute).
-CONSUMERS: Tuple[Tuple[str, str], ...] = (
+CONSUMERS: tuple[tuple[str, str], ...] = (
     ("subprocess", "_PopenSelector"),
     ("socketserver", "_ServerSelector"),
     ("multiprocessing.connection", "_WaitSelector"),
@@ -46,14 +52,14 @@ CONSUMERS: Tuple[Tuple[str, str], ...] = (
 )
 
 _MISSING = object()
-_lock = threading.RLock()
+_lock = _thread.RLock()
 _installed = False
 # install(children=True) set ENV_VAR in os.environ
 _children = False
 # (object, attribute, previous value or _MISSING), in the order they were set
-_patches: List[Tuple[Any, str, Any]] = []
+_patches: list[tuple[Any, str, Any]] = []
 # id(fastsel object) -> (fastsel object, the stdlib object it stands in for)
-_counterparts: Dict[int, Tuple[Any, Any]] = {}
+_counterparts: dict[int, tuple[Any, Any]] = {}
 
 
 def _fastsel() -> Any:
@@ -72,7 +78,7 @@ SELECTORS_NAMES = ("EVENT_READ", "EVENT_WRITE", "SelectorKey", "BaseSelector",
                    "DevpollSelector", "KqueueSelector", "DefaultSelector")
 
 
-def _public_names(module: Any) -> List[str]:
+def _public_names(module: Any) -> list[str]:
     if module.__name__ == "selectors":
         return [n for n in SELECTORS_NAMES if hasattr(module, n)]
     return [n for n in vars(module) if not n.startswith("_")]
@@ -125,13 +131,13 @@ def _patch_stdlib() -> None:
             _set(module, name, new)
     std_to_fast = {id(old): new for new, old in _counterparts.values()}
     for modname, attr in CONSUMERS:
-        module = sys.modules.get(modname)
-        old = getattr(module, attr, _MISSING) if module is not None else _MISSING
+        consumer = sys.modules.get(modname)
+        old = getattr(consumer, attr, _MISSING) if consumer is not None else _MISSING
         if old is _MISSING:
             continue
         new = std_to_fast.get(id(old))
         if new is not None:
-            _set(module, attr, new)
+            _set(consumer, attr, new)
     _installed = True
 
 
