@@ -258,8 +258,9 @@ def test_uninstall_in_a_covered_child(tmp_path) -> None:
             "print(selectors.DefaultSelector.__module__)\n"
             "fastsel.uninstall()\n"
             "print(selectors.DefaultSelector.__module__, os.environ.get('FASTSEL_AUTOINSTALL'))\n"
-            "subprocess.run([sys.executable, '-c', 'import selectors;"
-            " print(selectors.DefaultSelector.__module__)'], timeout=50)\n")
+            "print(subprocess.run([sys.executable, '-c', 'import selectors;"
+            " print(selectors.DefaultSelector.__module__)'], timeout=50, capture_output=True,"
+            " text=True).stdout.strip())\n")
     proc = run_python(["-c", code], cwd=str(tmp_path), timeout=60, env=clean_env(**{ENV_VAR: "1"}))
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert proc.stdout.split() == ["fastsel", "selectors", "None", "selectors"]
