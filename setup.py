@@ -18,6 +18,7 @@ import os
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join("src", "_fastsel")
@@ -74,4 +75,26 @@ def extension():
     )
 
 
-setup(ext_modules=[extension()])
+# The start-up hook's .pth (fastsel/_hook.py) must sit at the root of
+# site-packages, outside the package, for `site` to run it: build_py puts it
+# at the root of build_lib, so it lands in the wheel (and its RECORD, so
+# `pip uninstall` removes it) and in every install made from the sdist.
+PTH_SOURCE = os.path.join("src", "fastsel-autoinstall.pth")
+PTH_NAME = "fastsel-autoinstall.pth"
+
+
+class build_py_with_pth(build_py):
+    def run(self):
+        super().run()
+        self.copy_file(os.path.join(HERE, PTH_SOURCE),
+                       os.path.join(self.build_lib, PTH_NAME), preserve_mode=False)
+
+    def get_outputs(self, *args, **kwargs):
+        return super().get_outputs(*args, **kwargs) + [
+            os.path.join(self.build_lib, PTH_NAME)]
+
+    def get_source_files(self):  # what the sdist must carry
+        return super().get_source_files() + [PTH_SOURCE]
+
+
+setup(ext_modules=[extension()], cmdclass={"build_py": build_py_with_pth})

@@ -1,12 +1,16 @@
 """python -m fastsel: run a program with ``select``/``selectors`` served by fastsel.
 
-    python -m fastsel PROGRAM.py [ARGS...]
-    python -m fastsel -m MODULE [ARGS...]
+    python -m fastsel [--no-children] PROGRAM.py [ARGS...]
+    python -m fastsel [--no-children] -m MODULE [ARGS...]
 
-``fastsel.install()`` is called, then the program runs as under plain
-``python``: its own ``sys.argv``, ``__name__ == "__main__"``, ``sys.path[0]``
-(the script's directory, or the current directory with ``-m``), its exit
-status, and a traceback that starts at the program's own code.
+``fastsel.install(children=True)`` is called, then the program runs as under
+plain ``python``: its own ``sys.argv``, ``__name__ == "__main__"``,
+``sys.path[0]`` (the script's directory, or the current directory with
+``-m``), its exit status, and a traceback that starts at the program's own
+code.  The Python processes the program starts (multiprocessing workers,
+``subprocess`` running ``sys.executable``, test-runner workers) run on fastsel
+too, through the FASTSEL_AUTOINSTALL variable and the start-up hook
+(fastsel/_hook.py); ``--no-children`` keeps fastsel to this one process.
 """
 from __future__ import annotations
 
@@ -15,15 +19,18 @@ import runpy
 import signal
 import sys
 from types import TracebackType
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 USAGE = """\
-usage: python -m fastsel PROGRAM.py [ARGS...]
-       python -m fastsel -m MODULE [ARGS...]
+usage: python -m fastsel [--no-children] PROGRAM.py [ARGS...]
+       python -m fastsel [--no-children] -m MODULE [ARGS...]
        python -m fastsel bench [--quick | --full] [--help]
 
 Runs PROGRAM.py (or MODULE, like `python -m MODULE`) with `import select` and
-`import selectors` served by fastsel (see fastsel.install())."""
+`import selectors` served by fastsel (see fastsel.install()), and so do the Python
+processes it starts with its environment (FASTSEL_AUTOINSTALL=1).
+
+  --no-children   serve only this process; children run on the stdlib"""
 
 
 def _user_traceback(tb: Optional[TracebackType]) -> Optional[TracebackType]:
@@ -62,8 +69,21 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(USAGE, file=sys.stdout if args else sys.stderr)
         sys.exit(0 if args else 2)
 
-    import fastsel
+    children = True
+    if args[0] == "--no-children":
+        children = False
+        args = args[1:]
+        if not args:
+            print("Argument expected after --no-children\n" + USAGE, file=sys.stderr)
+            sys.exit(2)
 
+    import fastsel
+    from fastsel._hook import ENV_VAR
+
+    if not children:
+        # an inherited FASTSEL_AUTOINSTALL too: the children get the stdlib
+        os.environ.pop(ENV_VAR, None)
+    run: Callable[[], Any]
     if args[0] == "-m":
         if len(args) < 2:
             print("Argument expected for the -m option\n" + USAGE, file=sys.stderr)
@@ -78,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(f"{sys.executable}: No module named {module}", file=sys.stderr)
             sys.exit(1)
         sys.argv[:] = [module] + args[2:]     # run_module puts the file in argv[0]
-        fastsel.install()
+        fastsel.install(children=children)
         run = lambda: runpy.run_module(module, run_name="__main__", alter_sys=True)  # noqa: E731
     else:
         if args[0].startswith("-"):
@@ -97,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             sys.path[0] = script_dir
         else:
             sys.path.insert(0, script_dir)
-        fastsel.install()
+        fastsel.install(children=children)
         run = lambda: runpy.run_path(path, run_name="__main__")  # noqa: E731
 
     try:

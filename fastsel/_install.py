@@ -17,18 +17,33 @@ fastsel was installed -- is pointed back at the stdlib original.
 Only public names that the stdlib module has and fastsel has too are
 replaced, so the stdlib surface never gains or loses a name, and a name that
 fastsel does not provide keeps working from the stdlib.
+
+``install(children=True)`` also sets ``FASTSEL_AUTOINSTALL=1`` in
+``os.environ``: every Python process started afterwards with this
+environment runs fastsel's start-up hook (``fastsel/_hook.py``, run from the
+``fastsel-autoinstall.pth`` file in site-packages) and is installed too, as are
+its own children.  ``uninstall()`` removes the variable again.
 """
 from __future__ import annotations
 
+import _thread
+import os
 import sys
-import threading
-from typing import Any, Dict, List, Tuple
+
+from fastsel._hook import ENV_VAR
+
+# Children covered by the start-up hook import this module before their
+# program runs: typing and threading would add ~5 ms to each one's start-up,
+# so neither is imported (mypy reads a TYPE_CHECKING block as always true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["install", "uninstall", "new_event_loop"]
 
 # Stdlib modules that bind a select/selectors object to a module global at
 # import time: (module name, attribute).
-CONSUMERS: Tuple[Tuple[str, str], ...] = (
+CONSUMERS: tuple[tuple[str, str], ...] = (
     ("subprocess", "_PopenSelector"),
     ("socketserver", "_ServerSelector"),
     ("multiprocessing.connection", "_WaitSelector"),
@@ -37,12 +52,14 @@ CONSUMERS: Tuple[Tuple[str, str], ...] = (
 )
 
 _MISSING = object()
-_lock = threading.RLock()
+_lock = _thread.RLock()
 _installed = False
+# install(children=True) set ENV_VAR in os.environ
+_children = False
 # (object, attribute, previous value or _MISSING), in the order they were set
-_patches: List[Tuple[Any, str, Any]] = []
+_patches: list[tuple[Any, str, Any]] = []
 # id(fastsel object) -> (fastsel object, the stdlib object it stands in for)
-_counterparts: Dict[int, Tuple[Any, Any]] = {}
+_counterparts: dict[int, tuple[Any, Any]] = {}
 
 
 def _fastsel() -> Any:
@@ -61,52 +78,79 @@ SELECTORS_NAMES = ("EVENT_READ", "EVENT_WRITE", "SelectorKey", "BaseSelector",
                    "DevpollSelector", "KqueueSelector", "DefaultSelector")
 
 
-def _public_names(module: Any) -> List[str]:
+def _public_names(module: Any) -> list[str]:
     if module.__name__ == "selectors":
         return [n for n in SELECTORS_NAMES if hasattr(module, n)]
     return [n for n in vars(module) if not n.startswith("_")]
 
 
-def install() -> None:
+def install(*, children: bool = False) -> None:
     """Make the stdlib ``select`` and ``selectors`` modules use fastsel.
 
-    Idempotent; undone exactly by :func:`uninstall`.
+    With ``children=True``, Python processes this process starts afterwards
+    with its environment (multiprocessing spawn/forkserver workers,
+    ``subprocess.run([sys.executable, ...])``...) are installed too, from
+    their start-up on: see :mod:`fastsel._hook`.  Forked children inherit the
+    installation either way.  Idempotent (a later ``children=True`` adds the
+    children); undone exactly by :func:`uninstall`.
     """
-    global _installed
     with _lock:
-        if _installed:
-            return
-        import select as std_select
-        import selectors as std_selectors
+        _patch_stdlib()
+        if children:
+            _cover_children()
 
-        fast = _fastsel()
-        # Classes and functions fastsel has that can stand in for the stdlib's.
-        for module in (std_select, std_selectors):
-            for name in _public_names(module):
-                if not hasattr(fast, name):
-                    continue
-                old = getattr(module, name)
-                new = getattr(fast, name)
-                if new is old:
-                    continue
-                _counterparts[id(new)] = (new, old)
-                _set(module, name, new)
-        std_to_fast = {id(old): new for new, old in _counterparts.values()}
-        for modname, attr in CONSUMERS:
-            module = sys.modules.get(modname)
-            old = getattr(module, attr, _MISSING) if module is not None else _MISSING
-            if old is _MISSING:
+
+def _cover_children() -> None:
+    global _children
+    # Where the C extension is not in use fastsel serves the stdlib's own
+    # objects; starting every child through the hook would buy nothing.
+    if getattr(_fastsel(), "implementation", "c") != "c":
+        return
+    os.environ[ENV_VAR] = "1"
+    _children = True
+
+
+def _patch_stdlib() -> None:
+    global _installed
+    if _installed:
+        return
+    import select as std_select
+    import selectors as std_selectors
+
+    fast = _fastsel()
+    # Classes and functions fastsel has that can stand in for the stdlib's.
+    for module in (std_select, std_selectors):
+        for name in _public_names(module):
+            if not hasattr(fast, name):
                 continue
-            new = std_to_fast.get(id(old))
-            if new is not None:
-                _set(module, attr, new)
-        _installed = True
+            old = getattr(module, name)
+            new = getattr(fast, name)
+            if new is old:
+                continue
+            _counterparts[id(new)] = (new, old)
+            _set(module, name, new)
+    std_to_fast = {id(old): new for new, old in _counterparts.values()}
+    for modname, attr in CONSUMERS:
+        consumer = sys.modules.get(modname)
+        old = getattr(consumer, attr, _MISSING) if consumer is not None else _MISSING
+        if old is _MISSING:
+            continue
+        new = std_to_fast.get(id(old))
+        if new is not None:
+            _set(consumer, attr, new)
+    _installed = True
 
 
 def uninstall() -> None:
-    """Put back every object :func:`install` replaced.  Idempotent."""
-    global _installed
+    """Put back every object :func:`install` replaced.  Idempotent.
+
+    Also stops covering children started from now on, if install covered them.
+    """
+    global _installed, _children
     with _lock:
+        if _children:
+            os.environ.pop(ENV_VAR, None)
+            _children = False
         if not _installed:
             return
         while _patches:

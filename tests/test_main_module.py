@@ -159,3 +159,31 @@ def test_stdlib_module_cli(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["{", '"b":', "[", "1,", "2", "]", "}"]
     assert sys.executable
+
+
+def test_no_children_runs_the_program_the_same(tmp_path) -> None:
+    """--no-children changes only what the children get (tests/test_children.py)."""
+    prog = write_prog(tmp_path, INSTALLED)
+    plain = run_python([prog, "exit", "3"], cwd=str(tmp_path))
+    fast = run_python(["-m", "fastsel", "--no-children", prog, "exit", "3"],
+                      cwd=str(tmp_path))
+    assert fast.returncode == 3 and plain.returncode == 3, fast.stderr
+    assert fast.stderr == plain.stderr == ""
+    assert fast.stdout.replace("installed True", "installed False") == plain.stdout
+    assert "installed True" in fast.stdout
+    fast_m = run_python(["-m", "fastsel", "--no-children", "-m", "json.tool"],
+                        cwd=str(tmp_path), input="[1]")
+    assert fast_m.returncode == 0 and fast_m.stdout.split() == ["[", "1", "]"], fast_m.stderr
+
+
+def test_no_children_needs_a_program(tmp_path) -> None:
+    proc = run_python(["-m", "fastsel", "--no-children"], cwd=str(tmp_path))
+    assert proc.returncode == 2
+    assert "Argument expected after --no-children" in proc.stderr
+    assert "usage: python -m fastsel" in proc.stderr
+
+
+def test_usage_names_the_children_switch(tmp_path) -> None:
+    proc = run_python(["-m", "fastsel", "--help"], cwd=str(tmp_path))
+    assert proc.returncode == 0
+    assert "--no-children" in proc.stdout and "FASTSEL_AUTOINSTALL" in proc.stdout
