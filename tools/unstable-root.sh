@@ -192,8 +192,9 @@ cmd_run() {
         PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT="${PIP_DEFAULT_TIMEOUT:-180}" \
         "${keep[@]}" \
         sh -c 'cd "$0" 2>/dev/null || cd /; exec "$@"' "$PWD" "$@" || rc=$?
+    # Last one out unmounts; a run that started meanwhile keeps its mounts (not an error).
     if flock -n -x 8; then
-        unmount_all "$ROOTFS"
+        ( unmount_all "$ROOTFS" ) || log "left some mounts under $ROOTFS in place"
     fi
     return "$rc"
 }
