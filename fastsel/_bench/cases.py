@@ -485,7 +485,8 @@ def size_label(size: int) -> str:
 ECHO_MEDIANS = ("rps", "p50_s", "p99_s", "cpu_per_request_s", "user_cpu_per_request_s",
                 "sys_cpu_per_request_s", "python_cpu_per_request_s",
                 "selector_cpu_per_request_s", "kernel_share", "python_share",
-                "selector_share", "events_per_select", "instrumentation_share")
+                "selector_share", "events_per_select", "instrumentation_share",
+                "page_faults_per_request")
 
 
 def _shares(res: Dict[str, Any]) -> None:

@@ -162,7 +162,7 @@ def _instrument_costs() -> Dict[str, float]:
 
 def _snapshot(timed: Any) -> Dict[str, float]:
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    snap = {"user": ru.ru_utime, "sys": ru.ru_stime}
+    snap = {"user": ru.ru_utime, "sys": ru.ru_stime, "minflt": ru.ru_minflt}
     if timed is not None:
         snap.update(timed.stats())
     return snap
@@ -172,7 +172,8 @@ def _split(a: Dict[str, float], b: Dict[str, float], costs: Dict[str, float]) ->
     """The server's CPU between snapshots a and b, split as the module says."""
     user, system = b["user"] - a["user"], b["sys"] - a["sys"]
     res: Dict[str, Any] = {"server_user_s": user, "server_sys_s": system,
-                           "server_cpu_s": user + system}
+                           "server_cpu_s": user + system,
+                           "server_page_faults": b["minflt"] - a["minflt"]}
     if "calls" not in a:
         return res
     calls, timed = b["calls"] - a["calls"], b["timed"] - a["timed"]
@@ -335,6 +336,7 @@ def run_echo(impl: str, variant: str, size: int, conns: int, warmup: float,
                "python_cpu": "python_cpu_s", "selector_cpu": "selector_cpu_s"}[key]
         v = res.get(src)
         res[f"{key}_per_request_s"] = v / total if v is not None and total else None
+    res["page_faults_per_request"] = res["server_page_faults"] / total if total else None
     return res
 
 

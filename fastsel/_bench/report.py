@@ -171,7 +171,7 @@ def print_echo_split(results: List[Dict[str, Any]], out: TextIO) -> None:
           "selector", file=out)
     header = ["variant", "message", "malloc", "event loop", "CPU/req", "kernel", "Python",
               "selector", "kernel %", "Python %", "selector %", "events/select",
-              "default malloc / this"]
+              "page faults/req", "default malloc / this"]
     plain = {(r["variant"], r["size"], r["impl"]): r for r in results
              if r["malloc"] == "default"}
     rows, overheads = [], []
@@ -188,10 +188,11 @@ def print_echo_split(results: List[Dict[str, Any]], out: TextIO) -> None:
                      fmt_time(m.get("selector_cpu_per_request_s")),
                      _pct(m.get("kernel_share")), _pct(m.get("python_share")),
                      _pct(m.get("selector_share")), "-" if eps is None else f"{eps:.1f}",
-                     fmt_ratio(gain)])
+                     "-" if m.get("page_faults_per_request") is None
+                     else f"{m['page_faults_per_request']:.2f}", fmt_ratio(gain)])
         if m.get("instrumentation_share") is not None:
             overheads.append(m["instrumentation_share"])
-    table(header, rows, out, right=range(4, 13))
+    table(header, rows, out, right=range(4, 14))
     if overheads:
         print(f"  instrumentation (clock reads + wrapper call, measured in the server): "
               f"{_pct(min(overheads))}-{_pct(max(overheads))} of the server's CPU", file=out)
