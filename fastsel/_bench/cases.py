@@ -470,8 +470,10 @@ def echo_mallocs(wanted: Sequence[str], notes: List[str]) -> List[str]:
 
 
 def echo_variants(s: Settings, mallocs: Sequence[str]) -> List[EchoVariant]:
-    return [(v, size, m) for m in mallocs for v in ("protocol", "sock")
-            for size in s.echo_sizes]
+    # the malloc settings of one server style and size run back to back, so
+    # that their comparison, like the event loops', sees the same load
+    return [(v, size, m) for v in ("protocol", "sock") for size in s.echo_sizes
+            for m in mallocs]
 
 
 def echo_name(v: EchoVariant) -> str:
