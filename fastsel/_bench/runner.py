@@ -195,9 +195,9 @@ def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     import fastsel
     env = dict(os.environ)
     paths = [os.path.dirname(os.path.dirname(os.path.abspath(fastsel.__file__)))]
-    ext = sys.modules.get("_fastsel")
-    if ext is not None and getattr(ext, "__file__", None):
-        paths.append(os.path.dirname(os.path.abspath(ext.__file__)))
+    ext_file = getattr(sys.modules.get("_fastsel"), "__file__", None)
+    if ext_file:
+        paths.append(os.path.dirname(os.path.abspath(ext_file)))
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
