@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import select
+import shutil
 import sys
 
 import pytest
@@ -35,10 +37,12 @@ def test_tables_printed(smoke):
     proc, data, _ = smoke
     out = proc.stdout
     for title in ("Micro-benchmarks", "stdlib/fastsel", "Scaling:", "asyncio echo server",
-                  "summary:"):
+                  "Where the server's CPU goes", "Memory per registration", "summary:"):
         assert title in out
-    for line in ("select() timeout 0", "poll.poll() timeout 0"):
+    for line in ("select() timeout 0", "poll.poll() timeout 0", ".get_key(socket)"):
         assert line in out
+    if hasattr(select, "epoll"):
+        assert "epoll.register()" in out and "1000 fds, all writable" in out
     assert "RLIMIT_NOFILE" in out
     # progress goes to stderr, not into the table
     assert "[bench] (1/" in proc.stderr and "[bench] (1/" not in out
@@ -63,9 +67,11 @@ def test_json_micro_results(smoke):
     _, data, _ = smoke
     micro = data["micro"]
     names = {r["name"] for r in micro}
-    assert {"wait/select/1", "wait/poll/100", "wait/select/1000"} <= names
+    assert {"wait/select/1", "wait/poll/100", "wait/select/1000", "selector/get_key",
+            "selector/modify-data", "selector/construct-close"} <= names
     if hasattr(select, "epoll"):
-        assert "wait/epoll/1000" in names
+        assert {"wait/epoll/1000", "wait/epoll/100-1", "wait/epoll/1000-1000",
+                "ctl/epoll/register", "ctl/epoll/modify", "ctl/epoll/unregister"} <= names
     repeat = data["settings"]["repeat"]
     for r in micro:
         assert set(r["samples"]) == {"stdlib", "fastsel"}
@@ -79,6 +85,11 @@ def test_json_micro_results(smoke):
                 assert r["per_event"][impl] == pytest.approx(r["median"][impl] / r["nready"])
         if r.get("floor") is not None:
             assert _sane(r["floor"])
+            assert r["vs_floor"]["fastsel"] == pytest.approx(r["median"]["fastsel"] / r["floor"])
+    if hasattr(select, "epoll"):
+        by_name = {r["name"]: r for r in micro}
+        assert by_name["wait/epoll/1000-1000"]["nready"] == 1000
+        assert by_name["ctl/epoll/modify"]["ops_per_stmt"] == 1000
     # a wait on 1000 fds costs more than one on 1 fd, for select and poll
     by = {r["name"]: r for r in micro}
     for mech in ("select", "poll"):
@@ -92,6 +103,10 @@ def test_json_scaling(smoke):
     sc = data["scaling"]
     assert sc["nready"] == 5 and sc["sizes"] == sorted(sc["sizes"])
     series = {(s["mechanism"], s["impl"]): s for s in sc["series"]}
+    # the selector's select(0) is a series of its own, every size measured
+    sel_fast = series[("selector", "fastsel")]
+    assert [p["nfds"] for p in sel_fast["points"]] == sc["sizes"]
+    assert sc["selector_class"] == __import__("selectors").DefaultSelector.__name__
     fast_select = series[("select", "fastsel")]
     # fastsel's select() has no FD_SETSIZE limit: every size measured
     assert [p["nfds"] for p in fast_select["points"]] == sc["sizes"]
@@ -108,6 +123,9 @@ def test_json_scaling(smoke):
             assert _sane(p["median"])
 
 
+GLIBC = platform.libc_ver()[0] == "glibc"
+
+
 def test_json_echo(smoke):
     _, data, _ = smoke
     echo = data["echo"]
@@ -120,15 +138,67 @@ def test_json_echo(smoke):
         assert "uvloop" not in impls
     else:
         assert "uvloop" in impls
+    # with and without glibc's mmap and trim thresholds raised (smoke: both)
+    assert {r["malloc"] for r in echo} == ({"default", "mmap+trim"} if GLIBC else {"default"})
     for r in echo:
         assert r["conns"] == 50 and r["variant"] in ("protocol", "sock")
+        assert r["name"] == f"echo/{r['variant']}/1KiB/{r['malloc']}"
         assert r["runs"]
         for run in r["runs"]:
             assert run["requests"] > 0 and run["total_requests"] >= run["requests"]
             assert 0 < run["p50_s"] <= run["p99_s"] < 5
-            assert run["server_cpu_s"] > 0
+            assert run["server_cpu_s"] > 0 and run["malloc"] == r["malloc"]
         med = r["median"]
         assert med["rps"] > 0 and _sane(med["cpu_per_request_s"])
+
+
+def test_json_echo_cpu_split(smoke):
+    """kernel + Python + selector add up to the server's CPU; each is a part."""
+    _, data, _ = smoke
+    for r in data["echo"]:
+        for run in r["runs"]:
+            cpu = run["server_cpu_s"]
+            assert run["server_user_s"] + run["server_sys_s"] == pytest.approx(cpu)
+            if r["impl"] == "uvloop":
+                assert run.get("selector_cpu_s") is None
+                continue
+            assert run["select_calls"] > 0 and run["select_timed"] == run["select_calls"]
+            assert 0 <= run["selector_cpu_s"] <= cpu
+            assert run["python_cpu_s"] == pytest.approx(
+                max(0.0, run["server_user_s"] - run["selector_cpu_s"]))
+            parts = run["kernel_share"] + run["python_share"] + run["selector_share"]
+            assert parts == pytest.approx(1.0, abs=0.02) or run["python_cpu_s"] == 0
+            assert run["events_per_select"] > 0
+            assert 0 < run["clock_read_s"] < 1e-3
+            assert 0 <= run["instrumentation_s"] < cpu
+        med = r["median"]
+        if r["impl"] != "uvloop":
+            for key in ("sys_cpu_per_request_s", "selector_cpu_per_request_s"):
+                assert med[key] is not None and 0 <= med[key] <= med["cpu_per_request_s"]
+
+
+def test_memory_and_syscalls(smoke):
+    _, data, _ = smoke
+    mem = data["memory"]
+    assert mem["registrations"] == 4000
+    assert set(mem["bytes_per_registration"]) == {"stdlib", "fastsel"}
+    for b in mem["bytes_per_registration"].values():
+        assert 0 < b < 10000
+    sc = data["syscalls"]
+    if not sc:
+        # strace missing or not allowed to trace here: the output says which
+        assert any(n.startswith("syscalls:") for n in data["notes"]), data["notes"]
+        return
+    assert shutil.which("strace")
+    by = {(r["name"], r["impl"]): r for r in sc}
+    assert set(by) == {(f"syscalls/modify-{w}", i) for w in ("data", "events")
+                       for i in ("stdlib", "fastsel")}
+    if mem["class"] == "EpollSelector":
+        # a data-only modify needs no system call; an events change one epoll_ctl
+        for impl in ("stdlib", "fastsel"):
+            assert by[("syscalls/modify-data", impl)]["total_per_modify"] < 0.1
+            ev = by[("syscalls/modify-events", impl)]
+            assert ev["per_modify"].get("epoll_ctl") == pytest.approx(1.0, abs=0.05)
 
 
 def test_plot_written(smoke):
@@ -178,10 +248,46 @@ def test_bad_arguments(tmp_path):
     assert proc.returncode == 2 and "not allowed with" in proc.stderr
     proc = run_python(["-m", "fastsel", "bench", "--help"], timeout=20, cwd=str(tmp_path))
     assert proc.returncode == 0
-    for opt in ("--quick", "--full", "--impl", "--json", "--plot", "--cases"):
+    for opt in ("--quick", "--full", "--impl", "--json", "--plot", "--cases", "--echo",
+                "--malloc", "--selector", "MALLOC_MMAP_THRESHOLD_"):
         assert opt in proc.stdout
     assert "--smoke" not in proc.stdout
+    proc = run_python(["-m", "fastsel", "bench", "--malloc", "default,nosuch"], timeout=20,
+                      cwd=str(tmp_path))
+    assert proc.returncode == 2 and "unknown malloc setting 'nosuch'" in proc.stderr
+    proc = run_python(["-m", "fastsel", "bench", "--selector", "NoSuchSelector"], timeout=20,
+                      cwd=str(tmp_path))
+    assert proc.returncode == 2 and "--selector" in proc.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_echo_only_one_malloc_setting(tmp_path):
+    # --echo: the echo cases alone; --malloc picks the server's settings
+    js = tmp_path / "echo.json"
+    proc = run_python(["-m", "fastsel", "bench", "--smoke", "--echo", "--malloc", "default",
+                       "--impl", "stdlib,fastsel", "--json", str(js), "--plot", ""],
+                      timeout=SMOKE_TIMEOUT, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(js.read_text())
+    assert data["micro"] == [] and data["scaling"] is None and data["memory"] is None
+    assert sorted(r["name"] for r in data["echo"]) == sorted(
+        f"echo/{v}/1KiB/default" for v in ("protocol", "sock") for _ in range(2))
+    assert "Where the server's CPU goes" in proc.stdout
+
+
+def test_other_selector_class(tmp_path):
+    js = tmp_path / "poll.json"
+    proc = run_python(["-m", "fastsel", "bench", "--smoke", "--selector", "PollSelector",
+                       "--cases", "selector/get_key,selector/construct,memory",
+                       "--json", str(js), "--plot", ""], timeout=SMOKE_TIMEOUT,
+                      cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(js.read_text())
+    assert {r["name"] for r in data["micro"]} == {"selector/get_key",
+                                                  "selector/construct-close"}
+    assert "PollSelector.get_key(socket)" in proc.stdout
+    assert "PollSelector() + close()" in proc.stdout
+    assert data["memory"]["class"] == "PollSelector" and data["syscalls"] == []
 
 
 def test_without_a_compiler(tmp_path):
@@ -196,7 +302,9 @@ def test_without_a_compiler(tmp_path):
     assert any(n.startswith("C floor skipped") for n in data["notes"])
     assert all(r.get("floor") is None for r in data["micro"])
     assert data["echo_client"].startswith("Python client")
-    assert [r["name"] for r in data["echo"]] == ["echo/protocol/1KiB"] * 2
+    assert sorted(r["name"] for r in data["echo"]) == sorted(
+        ["echo/protocol/1KiB/default"] * 2 + (["echo/protocol/1KiB/mmap+trim"] * 2 if GLIBC
+                                              else []))
     for r in data["echo"]:
         for run in r["runs"]:
             assert run["client"].startswith("python") and run["requests"] > 0

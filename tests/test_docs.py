@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shlex
 
 import pytest
 
@@ -74,11 +75,22 @@ def test_block_runs(code: str, tmp_path) -> None:
 
 
 def test_benchmark_smoke(tmp_path) -> None:
-    """The documented benchmark command runs (tiny settings) and prints ratios."""
-    script = os.path.join(REPO, "benchmarks", "bench_select_poll.py")
-    proc = run_python([script, "--quick", "--sizes", "1,100", "--repeat", "2",
-                       "--min-time", "0.001"], cwd=str(tmp_path), timeout=120)
+    """Every `python -m fastsel bench` command line of docs/performance.md is
+    accepted by the command, and a tiny run of it prints ratios."""
+    from fastsel._bench import parse_args
+    with open(os.path.join(REPO, "docs", "performance.md"), encoding="utf-8") as f:
+        text = f.read()
+    assert "benchmarks/" not in text
+    commands = re.findall(r"^python -m fastsel bench\b([^#\n]*)", text, re.M)
+    assert len(commands) >= 4 and any("--quick" in c for c in commands)
+    for c in commands:
+        if "--help" not in c:
+            parse_args(shlex.split(c))      # argparse exits on an unknown option
+    proc = run_python(["-m", "fastsel", "bench", "--smoke", "--cases",
+                       "wait/select/1,wait/poll/100", "--json", "", "--plot", ""],
+                      cwd=str(tmp_path), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "stdlib/fastsel" in proc.stdout
-    for case in ("select() 1 fd, 1 ready", "poll.poll() 100 fds, 10 ready"):
-        assert case in proc.stdout
+    for row in (r"select\(\) timeout 0\s+1 fd, 1 ready\s+\S",
+                r"poll\.poll\(\) timeout 0\s+100 fds, 10 ready\s+\S"):
+        assert re.search(row, proc.stdout), row

@@ -1,12 +1,28 @@
 """The end-to-end case of ``python -m fastsel bench``: an asyncio echo server.
 
-The server runs in the benchmark's own process on a fresh event loop (stdlib
-selector, fastsel selector, or uvloop); the load comes from a separate
-process -- the C load generator ``loadgen.c`` when a compiler exists, else a
-Python client (this file run as a script: ``python echo.py client ...``,
-spreading the connections over worker processes) -- so that the
-client is not what is measured.  Server CPU time comes from
-``resource.getrusage(RUSAGE_SELF)`` around the client's whole session.
+The server runs in a child process of its own (this file run as a script:
+``python echo.py server IMPL VARIANT SAMPLE_EVERY``) on a fresh event loop
+(stdlib selector, fastsel selector, or uvloop), so that its environment --
+``MALLOC_MMAP_THRESHOLD_``, read by glibc once at start-up -- and its CPU
+accounting are its own.  The load comes from another process: the C load
+generator ``loadgen.c`` when a compiler exists, else a Python client (``python
+echo.py client ...``, spreading the connections over worker processes), so
+that the client is not what is measured.
+
+Where the server's CPU goes, per request, over the client's session:
+
+* kernel: the server process's system time (``getrusage(RUSAGE_SELF)``);
+* selector: the thread CPU time (``time.thread_time()``, user + system) spent
+  inside ``selector.select()``, read around every SAMPLE_EVERY-th call and
+  scaled by calls / timed calls (one read costs a system call, so timing
+  every call would cost more than the selector itself);
+* Python: user time minus the selector's share: the event loop, the
+  transports and the protocol.
+
+The selector's figure includes the kernel time of its own ``epoll_wait()``,
+which the kernel figure counts too; the Python figure is then low by that
+much (see docs/performance.md).  The cost of the instrumentation (clock reads,
+the wrapper call) is measured in the child and reported next to the split.
 """
 from __future__ import annotations
 
@@ -14,14 +30,34 @@ import asyncio
 import json
 import os
 import resource
+import select
 import selectors
 import socket
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 HOST = "127.0.0.1"
+
+# glibc's malloc serves requests at or above M_MMAP_THRESHOLD from mmap(); the
+# threshold starts at 128 KiB and rises when a larger mmapped block is freed.
+# asyncio's socket transports recv() into a fresh 256 KiB bytes object per
+# read, shrink it to the bytes received (mremap) and free it (munmap): the
+# freed block is small, the threshold stays, and every read costs an
+# mmap + mremap + munmap and page faults.  Setting MALLOC_MMAP_THRESHOLD_ above
+# 256 KiB keeps the buffer on the heap, but a set value also turns the
+# adjustment of M_TRIM_THRESHOLD off, which stays at 128 KiB: freeing the
+# shrunk buffer's tail then trims the heap (brk) and the next read grows it
+# again.  "mmap+trim" raises both.
+MALLOC_SETTINGS: Dict[str, Dict[str, str]] = {
+    "default": {},
+    "mmap-threshold": {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)},
+    "mmap+trim": {"MALLOC_MMAP_THRESHOLD_": str(1 << 20),
+                  "MALLOC_TRIM_THRESHOLD_": str(16 << 20)},
+}
+_MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
+                "MALLOC_MMAP_MAX_")
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -56,31 +92,111 @@ async def _sock_accept_loop(loop: asyncio.AbstractEventLoop, lsock: socket.socke
         task.add_done_callback(tasks.discard)
 
 
-def new_loop(impl: str) -> asyncio.AbstractEventLoop:
-    if impl == "stdlib":
-        return asyncio.SelectorEventLoop(selectors.DefaultSelector())
-    if impl == "fastsel":
-        import fastsel
-        return asyncio.SelectorEventLoop(fastsel.DefaultSelector())  # type: ignore[arg-type]
+class TimedSelector:
+    """A selector whose ``select()`` adds the thread CPU time it takes, read
+    around every ``every``-th call.  The other methods asyncio calls are the
+    wrapped selector's own bound methods, so they cost nothing extra."""
+
+    def __init__(self, sel: Any, every: int) -> None:
+        self._select = sel.select
+        self.register, self.unregister, self.modify = sel.register, sel.unregister, sel.modify
+        self.get_key, self.get_map, self.close = sel.get_key, sel.get_map, sel.close
+        self.every = max(1, every)
+        self.calls = self.timed = self.events = 0
+        self.cpu = 0.0
+
+    def select(self, timeout: Optional[float] = None) -> Any:
+        self.calls += 1
+        if self.calls % self.every:
+            ready = self._select(timeout)
+        else:
+            t0 = time.thread_time()
+            ready = self._select(timeout)
+            self.cpu += time.thread_time() - t0
+            self.timed += 1
+        self.events += len(ready)
+        return ready
+
+    def stats(self) -> Dict[str, float]:
+        return {"calls": self.calls, "timed": self.timed, "events": self.events,
+                "cpu": self.cpu}
+
+
+def new_loop(impl: str, every: int = 1) -> "tuple[asyncio.AbstractEventLoop, Any]":
+    """(a fresh event loop, its TimedSelector or None for uvloop)."""
     if impl == "uvloop":
         import uvloop
-        return uvloop.new_event_loop()
-    raise ValueError(f"unknown implementation {impl!r}")
+        return uvloop.new_event_loop(), None
+    if impl == "stdlib":
+        sel: Any = selectors.DefaultSelector()
+    elif impl == "fastsel":
+        import fastsel
+        sel = fastsel.DefaultSelector()
+    else:
+        raise ValueError(f"unknown implementation {impl!r}")
+    timed = TimedSelector(sel, every)
+    return asyncio.SelectorEventLoop(timed), timed  # type: ignore[arg-type]
 
 
-def _cpu() -> Tuple[float, float]:
-    """(user, system) CPU seconds of this process: the server's."""
+def _instrument_costs() -> Dict[str, float]:
+    """Seconds per clock read, and per wrapper call on the untimed path
+    (CPU time of this thread, best of 5)."""
+    class _Null:
+        def select(self, timeout: Any = None) -> list:
+            return []
+        register = unregister = modify = get_key = get_map = close = select
+    null, n = _Null(), 20000
+    wrapped = TimedSelector(null, n + 1)
+    best: Dict[str, float] = {}
+    for _ in range(5):
+        for name, fn in (("clock", time.thread_time), ("bare", null.select),
+                         ("wrapped", wrapped.select)):
+            t0 = time.thread_time()
+            for _ in range(n):
+                fn()
+            t = (time.thread_time() - t0) / n
+            best[name] = min(best.get(name, t), t)
+    return {"clock_read_s": best["clock"],
+            "wrapper_call_s": max(0.0, best["wrapped"] - best["bare"])}
+
+
+def _snapshot(timed: Any) -> Dict[str, float]:
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime, ru.ru_stime
+    snap = {"user": ru.ru_utime, "sys": ru.ru_stime, "minflt": ru.ru_minflt}
+    if timed is not None:
+        snap.update(timed.stats())
+    return snap
 
 
-async def _session(loop: asyncio.AbstractEventLoop, variant: str,
-                   client_cmd: List[str], timeout: float) -> Dict[str, Any]:
+def _split(a: Dict[str, float], b: Dict[str, float], costs: Dict[str, float]) -> Dict[str, Any]:
+    """The server's CPU between snapshots a and b, split as the module says."""
+    user, system = b["user"] - a["user"], b["sys"] - a["sys"]
+    res: Dict[str, Any] = {"server_user_s": user, "server_sys_s": system,
+                           "server_cpu_s": user + system,
+                           "server_page_faults": b["minflt"] - a["minflt"]}
+    if "calls" not in a:
+        return res
+    calls, timed = b["calls"] - a["calls"], b["timed"] - a["timed"]
+    sel_cpu = (b["cpu"] - a["cpu"]) * calls / timed if timed else None
+    overhead = 2 * timed * costs["clock_read_s"] + calls * costs["wrapper_call_s"]
+    res.update({
+        "select_calls": calls, "select_timed": timed,
+        "events_per_select": (b["events"] - a["events"]) / calls if calls else None,
+        "selector_cpu_s": sel_cpu,
+        "python_cpu_s": None if sel_cpu is None else max(0.0, user - sel_cpu),
+        "instrumentation_s": overhead, **costs,
+    })
+    return res
+
+
+async def _serve(loop: asyncio.AbstractEventLoop, variant: str, timed: Any) -> None:
+    """Listen, print the port, then answer 'start' / 'stop' lines on stdin with
+    CPU snapshots; 'stop' prints the split and ends the server."""
     tasks: set = set()
+    server = acceptor = None
     if variant == "protocol":
         server = await loop.create_server(EchoProtocol, HOST, 0, backlog=1024)
         port = server.sockets[0].getsockname()[1]
-        acceptor = None
     else:
         lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -88,82 +204,140 @@ async def _session(loop: asyncio.AbstractEventLoop, variant: str,
         lsock.listen(1024)
         lsock.setblocking(False)
         port = lsock.getsockname()[1]
-        server = None
         acceptor = loop.create_task(_sock_accept_loop(loop, lsock, tasks))
-    cpu0, wall0 = _cpu(), time.perf_counter()
-    proc = subprocess.Popen(client_cmd + [str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + timeout
+    costs = _instrument_costs()
+    done = loop.create_future()
+    snaps: List[Dict[str, float]] = []
+    pending = b""
+
+    def on_stdin() -> None:
+        nonlocal pending
+        chunk = os.read(0, 4096)
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            snaps.append(_snapshot(timed))
+            if line.strip() == b"stop" and not done.done():
+                done.set_result(None)
+        if not chunk and not done.done():
+            done.set_exception(RuntimeError("stdin closed before 'stop'"))
+
+    loop.add_reader(0, on_stdin)
+    _emit({"port": port, "pid": os.getpid()})
     try:
-        while proc.poll() is None:
-            if time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                raise RuntimeError(f"echo client timed out after {timeout:.0f} s")
-            await asyncio.sleep(0.02)
-        cpu1, wall1 = _cpu(), time.perf_counter()
-        out, err = proc.communicate()
+        await done
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        loop.remove_reader(0)
         if server is not None:
             server.close()
-            try:
-                await asyncio.wait_for(server.wait_closed(), 5)
-            except asyncio.TimeoutError:
-                pass
         if acceptor is not None:
             acceptor.cancel()
             for t in list(tasks):
                 t.cancel()
             await asyncio.gather(acceptor, *tasks, return_exceptions=True)
             lsock.close()
-    if proc.returncode != 0:
-        raise RuntimeError(f"echo client failed ({proc.returncode}): {err.strip()}")
-    res = json.loads(out.strip().splitlines()[-1])
-    res["server_user_s"] = cpu1[0] - cpu0[0]
-    res["server_sys_s"] = cpu1[1] - cpu0[1]
-    res["server_cpu_s"] = res["server_user_s"] + res["server_sys_s"]
-    res["server_wall_s"] = wall1 - wall0
-    return res
+    _emit(_split(snaps[0], snaps[-1], costs))
+
+
+def _emit(obj: Dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def server_main(argv: List[str]) -> int:
+    """``python echo.py server IMPL VARIANT SAMPLE_EVERY``."""
+    impl, variant, every = argv[0], argv[1], int(argv[2])
+    loop, timed = new_loop(impl, every)
+    try:
+        loop.run_until_complete(_serve(loop, variant, timed))
+    finally:
+        loop.close()
+    return 0
+
+
+# -- the parent's side ----------------------------------------------------------
+
+def _read_json_line(proc: subprocess.Popen, timeout: float) -> Dict[str, Any]:
+    """One JSON line from the server's stdout, within ``timeout`` seconds."""
+    fd = proc.stdout.fileno()  # type: ignore[union-attr]
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise RuntimeError(f"echo server gave no answer within {timeout:.0f} s")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            err = proc.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
+            raise RuntimeError(f"echo server exited: {err.strip()[-500:]}")
+        buf += chunk
+    return json.loads(buf.split(b"\n", 1)[0])
+
+
+def server_env(malloc: str) -> Dict[str, str]:
+    """The server child's environment: this process's, with the same fastsel
+    first on PYTHONPATH and glibc's malloc variables as ``malloc`` says."""
+    from fastsel._bench import runner
+    env = runner.child_env(MALLOC_SETTINGS[malloc])
+    for k in _MALLOC_VARS:
+        if k not in MALLOC_SETTINGS[malloc]:
+            env.pop(k, None)
+    return env
+
+
+def _client_cmd(loadgen: Optional[str], port: int, conns: int, size: int, warmup: float,
+                duration: float) -> List[str]:
+    tail = [str(conns), str(size), str(warmup), str(duration)]
+    if loadgen is not None:
+        return [loadgen, HOST, str(port)] + tail
+    # run by path: the client needs only the stdlib, not fastsel
+    return [sys.executable, os.path.abspath(__file__), "client", HOST, str(port)] + tail
 
 
 def run_echo(impl: str, variant: str, size: int, conns: int, warmup: float,
-             duration: float, loadgen: Optional[str]) -> Dict[str, Any]:
-    """One session: returns requests/s, p50/p99 latency, server CPU per request."""
-    if loadgen is not None:
-        cmd = [loadgen, HOST]
-        tail = [str(conns), str(size), str(warmup), str(duration)]
-        # loadgen takes the port second: HOST PORT CONNS ...
-        client = _PortSecond(cmd, tail)
-    else:
-        # run by path: the client needs only the stdlib, not fastsel
-        client = _PortSecond([sys.executable, os.path.abspath(__file__), "client", HOST],
-                             [str(conns), str(size), str(warmup), str(duration)])
-    loop = new_loop(impl)
+             duration: float, loadgen: Optional[str], malloc: str = "default",
+             sample_every: int = 1) -> Dict[str, Any]:
+    """One session: requests/s, p50/p99 latency, server CPU per request and
+    its split (kernel / Python / selector)."""
+    srv = subprocess.Popen([sys.executable, os.path.abspath(__file__), "server", impl,
+                            variant, str(sample_every)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=server_env(malloc))
     try:
-        res = loop.run_until_complete(
-            _session(loop, variant, client, timeout=warmup + duration + 30))
+        port = _read_json_line(srv, 30)["port"]
+        srv.stdin.write(b"start\n")  # type: ignore[union-attr]
+        srv.stdin.flush()  # type: ignore[union-attr]
+        t0 = time.perf_counter()
+        client = subprocess.run(_client_cmd(loadgen, port, conns, size, warmup, duration),
+                                capture_output=True, text=True, timeout=warmup + duration + 30)
+        wall = time.perf_counter() - t0
+        srv.stdin.write(b"stop\n")  # type: ignore[union-attr]
+        srv.stdin.flush()  # type: ignore[union-attr]
+        res = _read_json_line(srv, 30)
+        srv.wait(30)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"echo session timed out ({exc.cmd[0]})") from None
     finally:
-        loop.close()
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
+        for f in (srv.stdin, srv.stdout, srv.stderr):
+            if f is not None:
+                f.close()
+    if client.returncode != 0:
+        raise RuntimeError(f"echo client failed ({client.returncode}): {client.stderr.strip()}")
+    res.update(json.loads(client.stdout.strip().splitlines()[-1]))
+    res["server_wall_s"] = wall
+    res["malloc"] = malloc
     res["rps"] = res["requests"] / res["seconds"] if res["seconds"] else 0.0
     total = res["total_requests"]
-    res["cpu_per_request_s"] = res["server_cpu_s"] / total if total else None
-    res["user_cpu_per_request_s"] = res["server_user_s"] / total if total else None
+    for key in ("cpu", "user_cpu", "sys_cpu", "python_cpu", "selector_cpu"):
+        src = {"cpu": "server_cpu_s", "user_cpu": "server_user_s", "sys_cpu": "server_sys_s",
+               "python_cpu": "python_cpu_s", "selector_cpu": "selector_cpu_s"}[key]
+        v = res.get(src)
+        res[f"{key}_per_request_s"] = v / total if v is not None and total else None
+    res["page_faults_per_request"] = res["server_page_faults"] / total if total else None
     return res
-
-
-class _PortSecond(list):
-    """A client command line whose port (known only once the server is up)
-    goes between ``head`` and ``tail``: ``cmd + [port]`` builds it."""
-
-    def __init__(self, head: List[str], tail: List[str]) -> None:
-        super().__init__(head)
-        self._tail = tail
-
-    def __add__(self, other: List[str]) -> List[str]:  # type: ignore[override]
-        return list(self) + list(other) + self._tail
 
 
 # -- the Python fallback client (no C compiler) -----------------------------
@@ -268,4 +442,7 @@ def client_main(argv: List[str]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "client":
         sys.exit(client_main(sys.argv[2:]))
-    sys.exit("usage: python echo.py client HOST PORT CONNS SIZE WARMUP DURATION [PROCS]")
+    if len(sys.argv) > 1 and sys.argv[1] == "server":
+        sys.exit(server_main(sys.argv[2:]))
+    sys.exit("usage: python echo.py client HOST PORT CONNS SIZE WARMUP DURATION [PROCS]\n"
+             "       python echo.py server IMPL VARIANT SAMPLE_EVERY")

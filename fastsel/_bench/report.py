@@ -42,7 +42,7 @@ def print_micro(results: List[Dict[str, Any]], impls: List[str], out: TextIO) ->
     header += [f"{i}/call" for i in impls]
     header += ["stdlib/fastsel"]
     header += [f"{i}/event" for i in impls]
-    header += ["C floor/call"]
+    header += ["C floor/call", "fastsel/floor"]
     rows = []
     for r in results:
         row = [r["op"], r["size"]]
@@ -51,9 +51,11 @@ def print_micro(results: List[Dict[str, Any]], impls: List[str], out: TextIO) ->
         pe = r.get("per_event") or {}
         row += [fmt_time(pe.get(i)) if pe else "-" for i in impls]
         row += [fmt_time(r.get("floor"))]
+        vs = (r.get("vs_floor") or {}).get("fastsel")
+        row += [fmt_ratio(vs)]
         rows.append(row)
     n = len(impls)
-    right = set(range(2, 2 + 2 * n + 2))
+    right = set(range(2, 2 + 2 * n + 3))
     print("Micro-benchmarks: median time per call (per operation), "
           "stdlib/fastsel = ratio of medians (> 1: fastsel faster)", file=out)
     table(header, rows, out, right)
@@ -66,7 +68,7 @@ def print_scaling(sc: Dict[str, Any], out: TextIO) -> None:
     series = [s for s in sc["series"] if s["points"] or s["stopped"]]
     if not series:
         return
-    header = ["fds"] + [f"{s['mechanism']} {s['impl']}" for s in series]
+    header = ["fds"] + [_series_label(s, sc) for s in series]
     rows = []
     for n in sc["sizes"]:
         row = [str(n)]
@@ -85,7 +87,7 @@ def print_scaling(sc: Dict[str, Any], out: TextIO) -> None:
     for s in series:
         if s["stopped"]:
             st = s["stopped"]
-            print(f"  {s['mechanism']} {s['impl']}: stops at {st['nfds']} fds "
+            print(f"  {_series_label(s, sc)}: stops at {st['nfds']} fds "
                   f"(highest fd {st['max_fd']} >= FD_SETSIZE {sc['fd_setsize']}): "
                   f"{st['error']}", file=out)
     growth = []
@@ -94,10 +96,43 @@ def print_scaling(sc: Dict[str, Any], out: TextIO) -> None:
         if len(pts) >= 2 and pts[0]["median"] > 0:
             a, b = pts[0], pts[-1]
             slope = (math.log(b["median"] / a["median"]) / math.log(b["nfds"] / a["nfds"]))
-            growth.append(f"{s['mechanism']} {s['impl']}: x{b['median'] / a['median']:.1f} "
+            growth.append(f"{_series_label(s, sc)}: x{b['median'] / a['median']:.1f} "
                           f"from {a['nfds']} to {b['nfds']} fds (log-log slope {slope:.2f})")
     if growth:
         print("  growth: " + "\n          ".join(growth), file=out)
+
+
+def _series_label(s: Dict[str, Any], sc: Dict[str, Any]) -> str:
+    if s["mechanism"] == "selector":
+        return f"{sc.get('selector_class') or 'selector'}.select {s['impl']}"
+    return f"{s['mechanism']} {s['impl']}"
+
+
+def print_extras(data: Dict[str, Any], out: TextIO) -> None:
+    mem = data.get("memory")
+    if mem:
+        per = mem["bytes_per_registration"]
+        print(f"\nMemory per registration ({mem['class']}, {mem['registrations']} sockets, "
+              "tracemalloc): " + ", ".join(f"{i} {b:.0f} B" for i, b in per.items()), file=out)
+    sc = data.get("syscalls") or []
+    if not sc:
+        return
+    print("\nSystem calls per modify() (strace -c -f: a child doing N modifies minus the "
+          "same child doing none)", file=out)
+    rows = []
+    for r in sc:
+        what = {"syscalls/modify-data": "data only", "syscalls/modify-events": "events"}
+        rows.append([f"{r['class']}.modify ({what.get(r['name'], r['name'])})", r["impl"],
+                     f"{r['total_per_modify']:.2f}",
+                     ", ".join(f"{k} {v:.2f}" for k, v in r["per_modify"].items()) or "-"])
+    table(["operation", "impl", "syscalls/modify", "which"], rows, out, right={2})
+
+
+def _pct(x: Optional[float]) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+ECHO_LABELS = {"protocol": "Protocol", "sock": "sock_recv/sock_sendall"}
 
 
 def print_echo(results: List[Dict[str, Any]], impls: List[str], client: str,
@@ -105,27 +140,62 @@ def print_echo(results: List[Dict[str, Any]], impls: List[str], client: str,
     if not results:
         return
     conns = results[0]["conns"]
-    print(f"\nasyncio echo server, {conns} connections, client: {client}; "
-          f"medians of {len(results[0]['runs'])} interleaved runs; CPU/req = user+sys CPU "
-          "of the server process per request (user: the Python side, event loop included)",
-          file=out)
-    header = ["variant", "message", "event loop", "req/s", "p50", "p99", "CPU/req",
-              "user CPU/req", "req/s vs stdlib", "stdlib CPU/req / this"]
+    print(f"\nasyncio echo server, {conns} connections, client: {client}; server in its "
+          f"own process; medians of {len(results[0]['runs'])} interleaved runs; CPU/req = "
+          "user+sys CPU of the server process per request", file=out)
+    header = ["variant", "message", "malloc", "event loop", "req/s", "p50", "p99", "CPU/req",
+              "req/s vs stdlib", "stdlib CPU/req / this"]
     rows = []
-    base = {(r["variant"], r["size"]): r for r in results if r["impl"] == "stdlib"}
+    base = {(r["variant"], r["size"], r["malloc"]): r for r in results if r["impl"] == "stdlib"}
     for r in results:
         m = r["median"]
-        b = base.get((r["variant"], r["size"]))
+        b = base.get((r["variant"], r["size"], r["malloc"]))
         rps_ratio = m["rps"] / b["median"]["rps"] if b and b["median"]["rps"] else None
         cpu_ratio = (b["median"]["cpu_per_request_s"] / m["cpu_per_request_s"]
                      if b and m["cpu_per_request_s"] else None)
-        label = {"protocol": "Protocol", "sock": "sock_recv/sock_sendall"}[r["variant"]]
-        rows.append([label, size_label(r["size"]), _loop_label(r["impl"]),
-                     f"{m['rps']:,.0f}", fmt_time(m["p50_s"]), fmt_time(m["p99_s"]),
-                     fmt_time(m["cpu_per_request_s"]),
-                     fmt_time(m.get("user_cpu_per_request_s")), fmt_ratio(rps_ratio),
-                     fmt_ratio(cpu_ratio)])
-    table(header, rows, out, right=range(3, 10))
+        rows.append([ECHO_LABELS[r["variant"]], size_label(r["size"]), r["malloc"],
+                     _loop_label(r["impl"]), f"{m['rps']:,.0f}", fmt_time(m["p50_s"]),
+                     fmt_time(m["p99_s"]), fmt_time(m["cpu_per_request_s"]),
+                     fmt_ratio(rps_ratio), fmt_ratio(cpu_ratio)])
+    table(header, rows, out, right=range(4, 10))
+    print_echo_split(results, out)
+
+
+def print_echo_split(results: List[Dict[str, Any]], out: TextIO) -> None:
+    """Where the server's CPU goes: kernel, Python, selector (see echo.py)."""
+    every = results[0].get("sample_every", 1)
+    timed = "every select() call" if every == 1 else f"every {every}th select() call, scaled"
+    print("\nWhere the server's CPU goes, per request (medians): kernel = system time "
+          "(getrusage); selector = thread CPU time inside selector.select() (thread_time() "
+          f"around {timed}; includes its epoll_wait's kernel time); Python = user time - "
+          "selector", file=out)
+    header = ["variant", "message", "malloc", "event loop", "CPU/req", "kernel", "Python",
+              "selector", "kernel %", "Python %", "selector %", "events/select",
+              "page faults/req", "default malloc / this"]
+    plain = {(r["variant"], r["size"], r["impl"]): r for r in results
+             if r["malloc"] == "default"}
+    rows, overheads = [], []
+    for r in results:
+        m = r["median"]
+        d = plain.get((r["variant"], r["size"], r["impl"]))
+        gain = (d["median"]["cpu_per_request_s"] / m["cpu_per_request_s"]
+                if d and r["malloc"] != "default" and m["cpu_per_request_s"] else None)
+        eps = m.get("events_per_select")
+        rows.append([ECHO_LABELS[r["variant"]], size_label(r["size"]), r["malloc"],
+                     _loop_label(r["impl"]), fmt_time(m["cpu_per_request_s"]),
+                     fmt_time(m.get("sys_cpu_per_request_s")),
+                     fmt_time(m.get("python_cpu_per_request_s")),
+                     fmt_time(m.get("selector_cpu_per_request_s")),
+                     _pct(m.get("kernel_share")), _pct(m.get("python_share")),
+                     _pct(m.get("selector_share")), "-" if eps is None else f"{eps:.1f}",
+                     "-" if m.get("page_faults_per_request") is None
+                     else f"{m['page_faults_per_request']:.2f}", fmt_ratio(gain)])
+        if m.get("instrumentation_share") is not None:
+            overheads.append(m["instrumentation_share"])
+    table(header, rows, out, right=range(4, 14))
+    if overheads:
+        print(f"  instrumentation (clock reads + wrapper call, measured in the server): "
+              f"{_pct(min(overheads))}-{_pct(max(overheads))} of the server's CPU", file=out)
 
 
 def _loop_label(impl: str) -> str:
@@ -154,27 +224,61 @@ def summary(data: Dict[str, Any]) -> List[str]:
     if sels:
         lines.append(f"selector operations: stdlib/fastsel geometric mean {gmean(sels):.2f}x "
                      f"(range {min(sels):.2f}x-{max(sels):.2f}x)")
-    echo = data.get("echo", [])
-    base = {(r["variant"], r["size"]): r for r in echo if r["impl"] == "stdlib"}
+    ctl = [r["ratio"] for r in data.get("micro", []) if r["name"].startswith("ctl/")
+           and "ratio" in r]
+    if ctl:
+        lines.append(f"epoll control calls: stdlib/fastsel geometric mean {gmean(ctl):.2f}x "
+                     f"(range {min(ctl):.2f}x-{max(ctl):.2f}x)")
+    lines += _echo_summary(data.get("echo", []), gmean)
+    return lines
 
-    def ratios(impl: str, key: str, inverse: bool) -> List[float]:
+
+def _echo_summary(echo: List[Dict[str, Any]], gmean: Any) -> List[str]:
+    lines = []
+    base = {(r["variant"], r["size"], r["malloc"]): r for r in echo if r["impl"] == "stdlib"}
+
+    def ratios(impl: str, key: str, inverse: bool, malloc: str) -> List[float]:
         out = []
         for r in echo:
-            b = base.get((r["variant"], r["size"]))
-            if r["impl"] != impl or b is None:
+            b = base.get((r["variant"], r["size"], r["malloc"]))
+            if r["impl"] != impl or b is None or r["malloc"] != malloc:
                 continue
             x, y = b["median"].get(key), r["median"].get(key)
             if x and y:
                 out.append(x / y if inverse else y / x)
         return out
-    for impl in ("fastsel", "uvloop"):
-        cpu = gmean(ratios(impl, "cpu_per_request_s", True))
-        user = gmean(ratios(impl, "user_cpu_per_request_s", True))
-        rps = gmean(ratios(impl, "rps", False))
-        if cpu and user and rps:
-            lines.append(f"echo, {impl} against asyncio on the stdlib selector (geometric "
-                         f"means): server CPU per request stdlib/{impl} {cpu:.2f}x (user-space "
-                         f"CPU {user:.2f}x), requests/s {impl}/stdlib {rps:.2f}x")
+    mallocs = list(dict.fromkeys(r["malloc"] for r in echo))
+    for malloc in mallocs:
+        for impl in ("fastsel", "uvloop"):
+            cpu = gmean(ratios(impl, "cpu_per_request_s", True, malloc))
+            user = gmean(ratios(impl, "user_cpu_per_request_s", True, malloc))
+            rps = gmean(ratios(impl, "rps", False, malloc))
+            if cpu and user and rps:
+                lines.append(f"echo (malloc {malloc}), {impl} against asyncio on the stdlib "
+                             f"selector (geometric means): server CPU per request "
+                             f"stdlib/{impl} {cpu:.2f}x (user-space CPU {user:.2f}x), "
+                             f"requests/s {impl}/stdlib {rps:.2f}x")
+    for part in ("kernel", "selector"):
+        for impl in ("stdlib", "fastsel"):
+            xs = [r["median"][f"{part}_share"] for r in echo if r["impl"] == impl
+                  and r["median"].get(f"{part}_share") is not None]
+            if xs:
+                lines.append(f"echo: {part} share of the server's CPU, {impl}: "
+                             f"{100 * min(xs):.1f}%-{100 * max(xs):.1f}%")
+    plain = {(r["variant"], r["size"], r["impl"]): r for r in echo if r["malloc"] == "default"}
+    for malloc in mallocs:
+        if malloc == "default":
+            continue
+        for variant in ("protocol", "sock"):
+            xs = []
+            for r in echo:
+                d = plain.get((r["variant"], r["size"], r["impl"]))
+                if (r["malloc"] == malloc and r["variant"] == variant and d
+                        and r["median"]["cpu_per_request_s"]):
+                    xs.append(d["median"]["cpu_per_request_s"] / r["median"]["cpu_per_request_s"])
+            if xs:
+                lines.append(f"echo, {variant}: server CPU per request with malloc default / "
+                             f"with {malloc}: {min(xs):.2f}x-{max(xs):.2f}x")
     return lines
 
 
@@ -189,7 +293,7 @@ def write_json(data: Dict[str, Any], path: str) -> None:
 
 
 COLORS = {"select": "tab:red", "poll": "tab:blue", "epoll": "tab:green",
-          "kqueue": "tab:purple"}
+          "kqueue": "tab:purple", "selector": "tab:orange"}
 STYLES: Dict[str, Dict[str, Any]] = {"stdlib": dict(linestyle="--", marker="o", markerfacecolor="white"),
           "fastsel": dict(linestyle="-", marker="s"),
           "C floor": dict(linestyle=":", marker=None, linewidth=1.2, alpha=0.8)}
@@ -215,13 +319,14 @@ def plot(data: Dict[str, Any], path: str) -> Optional[str]:
         ys = [p["median"] * 1e6 for p in pts]
         style = dict(STYLES.get(s["impl"], {}))
         label = (f"{s['mechanism']} - C loop (floor)" if s["impl"] == "C floor"
-                 else f"{s['mechanism']} - {s['impl']}")
+                 else _series_label(s, sc).replace(" ", " - ", 1))
         ax.plot(xs, ys, color=COLORS.get(s["mechanism"], "black"), label=label, **style)
         st = s.get("stopped")
         if st:
             ax.plot([xs[-1]], [ys[-1]], marker="X", markersize=11,
                     color=COLORS.get(s["mechanism"], "black"), linestyle="none")
-            ax.annotate(f"stdlib select() stops here:\nValueError for fd >= FD_SETSIZE "
+            what = "select()" if s["mechanism"] == "select" else _series_label(s, sc)
+            ax.annotate(f"stdlib {what} stops here:\nValueError for fd >= FD_SETSIZE "
                         f"({sc['fd_setsize']})",
                         xy=(xs[-1], ys[-1]), xytext=(xs[-1] * 1.6, ys[-1] * 0.12),
                         fontsize=8.5, color=COLORS.get(s["mechanism"], "black"),

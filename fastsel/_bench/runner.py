@@ -2,7 +2,9 @@
 
 Method: every case gives the same operation as a statement per
 implementation (run through :mod:`timeit`, so the statement is inlined in the
-timing loop and the garbage collector is off).  The loop count is calibrated
+timing loop and the garbage collector is off), or, where each run needs
+fresh state (``epoll.register()`` of the same fds), as a function that times
+``loops`` runs itself.  The loop count is calibrated
 on the slowest implementation so one timed run lasts ``min_time``; each
 implementation is warmed up; then the implementations run interleaved
 (A B, B A, A B ...) ``repeat`` times, so drifting clock speed and other load
@@ -21,7 +23,7 @@ import sys
 import tempfile
 import timeit
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -38,6 +40,7 @@ class Settings:
     echo_repeat: int
     echo_sizes: Tuple[int, ...]
     echo_conns: int = 50
+    echo_sample_every: int = 1   # time every n-th select() of the echo server
 
 
 def settings_for(mode: str) -> Settings:
@@ -60,17 +63,23 @@ def progress(msg: str) -> None:
 
 # -- timing ------------------------------------------------------------------
 
-Stmt = Tuple[str, Dict[str, Any]]          # (statement, its namespace)
+# (statement, its namespace), timed through timeit; or a function that runs
+# the operation ``loops`` times and returns the seconds that took
+Stmt = Union[Tuple[str, Dict[str, Any]], Callable[[int], float]]
 
 
-def _timer(stmt: Stmt) -> timeit.Timer:
-    return timeit.Timer(stmt[0], globals=stmt[1])
+def _runner(stmt: Stmt) -> Callable[[int], float]:
+    if callable(stmt):
+        return stmt
+    return timeit.Timer(stmt[0], globals=stmt[1]).timeit
 
 
-def calibrate(timer: timeit.Timer, min_time: float, max_loops: int = 10 ** 7) -> int:
+def calibrate(run: Callable[[int], float], min_time: float, max_loops: int = 10 ** 7) -> int:
+    """The loop count (grown tenfold, then by the measured rate) for which
+    ``run(loops)`` lasts at least ``min_time`` seconds."""
     loops = 1
     while loops < max_loops:
-        elapsed = timer.timeit(loops)
+        elapsed = run(loops)
         if elapsed >= min_time:
             return loops
         if elapsed > min_time / 100:
@@ -87,12 +96,12 @@ def measure(stmts: Dict[str, Stmt], s: Settings, ops: int = 1) -> Dict[str, Any]
     "median": {impl: seconds}}``; ``ops`` is how many operations one
     statement performs (the samples are per operation).
     """
-    timers = {impl: _timer(st) for impl, st in stmts.items()}
-    loops = max(calibrate(t, s.min_time) for t in timers.values())
-    for t in timers.values():
+    runs = {impl: _runner(st) for impl, st in stmts.items()}
+    loops = max(calibrate(r, s.min_time) for r in runs.values())
+    for r in runs.values():
         for _ in range(s.warmup):
-            t.timeit(max(1, loops // 2))
-    names = list(timers)
+            r(max(1, loops // 2))
+    names = list(runs)
     samples: Dict[str, List[float]] = {n: [] for n in names}
     for i in range(s.repeat):
         k = i % len(names)
@@ -100,7 +109,7 @@ def measure(stmts: Dict[str, Stmt], s: Settings, ops: int = 1) -> Dict[str, Any]
         if i % 2:
             order.reverse()
         for n in order:
-            samples[n].append(timers[n].timeit(loops) / loops / ops)
+            samples[n].append(runs[n](loops) / loops / ops)
     return {"loops": loops, "samples": samples,
             "median": {n: statistics.median(v) for n, v in samples.items()}}
 
@@ -161,10 +170,39 @@ def pipes_layout(nfds: int, nready: int) -> Tuple[List[Tuple[int, int]], List[in
     return ps, fds, ready
 
 
+def pipes_writable(nfds: int) -> Tuple[List[Tuple[int, int]], List[int]]:
+    """``nfds`` pipes whose write ends are watched for writing: all ready.
+    Same layout as ``floor.c ... writable``.  Returns (pipes, fds watched)."""
+    ps: List[Tuple[int, int]] = []
+    try:
+        for _ in range(nfds):
+            ps.append(os.pipe())
+    except OSError:
+        close_pipes(ps)
+        raise
+    return ps, [w for _, w in ps]
+
+
 def close_pipes(ps: List[Tuple[int, int]]) -> None:
     for r, w in ps:
         os.close(r)
         os.close(w)
+
+
+def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """This process's environment for a child Python, with the fastsel (and
+    _fastsel) this process imported first on PYTHONPATH."""
+    import fastsel
+    env = dict(os.environ)
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(fastsel.__file__)))]
+    ext_file = getattr(sys.modules.get("_fastsel"), "__file__", None)
+    if ext_file:
+        paths.append(os.path.dirname(os.path.abspath(ext_file)))
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env.update(extra or {})
+    return env
 
 
 # -- C helpers ----------------------------------------------------------------
@@ -217,10 +255,13 @@ def build_helper(name: str) -> Tuple[Optional[str], str]:
     return exe, f"{cc} -O2 -> {exe}"
 
 
-def run_floor(exe: str, mech: str, nfds: int, nready: int, s: Settings) -> Optional[float]:
-    """Median seconds per zero-timeout wait of ``mech`` in C."""
+def run_floor(exe: str, mech: str, nfds: int, nready: int, s: Settings,
+              writable: bool = False) -> Optional[float]:
+    """Median seconds per zero-timeout wait of ``mech`` in C (on the layout of
+    :func:`pipes_layout`, or of :func:`pipes_writable`)."""
     res = subprocess.run([exe, mech, str(nfds), str(nready),
-                          str(max(s.min_time * 1000, 0.5)), str(max(s.repeat, 3))],
+                          str(max(s.min_time * 1000, 0.5)), str(max(s.repeat, 3))]
+                         + (["writable"] if writable else []),
                          capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
         return None
