@@ -93,13 +93,13 @@ def install() -> None:
                 _set(module, name, new)
         std_to_fast = {id(old): new for new, old in _counterparts.values()}
         for modname, attr in CONSUMERS:
-            module = sys.modules.get(modname)
-            old = getattr(module, attr, _MISSING) if module is not None else _MISSING
+            consumer = sys.modules.get(modname)
+            old = getattr(consumer, attr, _MISSING) if consumer is not None else _MISSING
             if old is _MISSING:
                 continue
             new = std_to_fast.get(id(old))
             if new is not None:
-                _set(module, attr, new)
+                _set(consumer, attr, new)
         _installed = True
 
 

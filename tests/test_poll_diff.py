@@ -19,7 +19,6 @@ import time
 
 import pytest
 
-import _fastsel
 import fastsel
 
 from conftest import differential
@@ -565,6 +564,7 @@ class FsBackendOps(ctypes.Structure):
 
 def backend_ops(name):
     try:
+        import _fastsel
         lib = ctypes.CDLL(_fastsel.__file__)
         return FsBackendOps.in_dll(lib, f"fs_{name}_backend")
     except (OSError, ValueError) as e:

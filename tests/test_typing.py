@@ -75,3 +75,24 @@ def test_example_runs(example: str, tmp_path) -> None:
             pytest.skip(f"fastsel.{missing} is not built yet")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() and proc.stderr == ""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None,
+                    reason="mypy is not installed (it is in the 'test' extra)")
+def test_stubtest(tmp_path) -> None:
+    """``python -m mypy.stubtest fastsel``: the stub against the runtime
+    objects of the implementation in use (tests/stubtest-allowlist.txt says
+    why each allowed difference is right)."""
+    args = ["-m", "mypy.stubtest", "fastsel",
+            "--mypy-config-file", os.path.join(REPO, "pyproject.toml"),
+            "--allowlist", os.path.join(REPO, "tests", "stubtest-allowlist.txt")]
+    if fastsel.implementation != "c":
+        # the C-only entries match nothing on the stdlib's objects
+        args.append("--ignore-unused-allowlist")
+    env = child_env()
+    parent = os.path.dirname(PKG_DIR)
+    if parent not in set(site.getsitepackages() + [site.getusersitepackages()]):
+        env["MYPYPATH"] = parent
+    proc = run_python(args, cwd=str(tmp_path), env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Success" in proc.stdout, proc.stdout
