@@ -46,8 +46,8 @@ MALLOC_BOUND = 256 * 1024
 RSS_BOUND = 1024 * 1024
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("FASTSEL_SKIP_LEAKS") == "1", reason="FASTSEL_SKIP_LEAKS=1")
+pytestmark = [pytest.mark.c_impl, pytest.mark.skipif(
+    os.environ.get("FASTSEL_SKIP_LEAKS") == "1", reason="FASTSEL_SKIP_LEAKS=1")]
 
 
 # ---- meters ------------------------------------------------------------------
