@@ -121,6 +121,14 @@ def c_impl_skip_reason() -> str:
             f"here ({why})")
 
 
+def skip_module_unless_c_impl() -> None:
+    """For a ``c_impl`` module that cannot even be imported without the C
+    implementation's environment: skip it whole, with the marker's reason."""
+    reason = c_impl_skip_reason()
+    if reason:
+        pytest.skip(reason, allow_module_level=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     reason = c_impl_skip_reason()
     if not reason:

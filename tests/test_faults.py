@@ -775,6 +775,7 @@ NOMEM_SCRIPT = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.c_impl
 def test_allocation_failure_is_memoryerror() -> None:
     """Every allocation of each operation fails in turn (_testcapi.set_nomemory):
     MemoryError, never a crash, never another exception; then it works again."""

@@ -113,6 +113,7 @@ def test_import_from_thread_and_after_fork() -> None:
     assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
 
 
+@pytest.mark.c_impl
 def test_reimport_gives_a_fresh_module() -> None:
     code = textwrap.dedent("""
         import sys, importlib

@@ -28,12 +28,17 @@ import ctypes.util
 import gc
 import os
 import socket
-import tracemalloc
 from typing import Callable, Iterator
 
 import pytest
 
-import fastsel
+from conftest import skip_module_unless_c_impl
+
+skip_module_unless_c_impl()     # (tracemalloc, mallinfo2: CPython's allocators)
+
+import tracemalloc  # noqa: E402
+
+import fastsel  # noqa: E402
 
 LONG = os.environ.get("FASTSEL_LONG", "") not in ("", "0")
 N = int(os.environ.get("FASTSEL_LEAK_N", 10**6 if LONG else 10**5))
