@@ -90,7 +90,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_configure(config: pytest.Config) -> None:
     """Register the ``c_impl`` marker; with FASTSEL_REQUIRE_INSTALLED=1
     (make test), refuse the source tree."""
-    import os
     import sys
 
     config.addinivalue_line(
