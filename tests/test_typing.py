@@ -91,6 +91,10 @@ def test_example_runs(example: str, tmp_path) -> None:
 @pytest.mark.skipif(sys.implementation.name != "cpython",
                     reason="the stubs describe CPython's select/selectors surface, as typeshed's "
                            "do (PyPy's select lacks EPOLL_CLOEXEC, EPOLLRDHUP, ...)")
+@pytest.mark.skipif(sys.version_info < (3, 11),
+                    reason="stubtest on 3.9/3.10 takes typing.Any for a non-type in the "
+                           "private modules and reads 3.9's clipped epoll.register text "
+                           "signature: the stubs are checked on 3.11+")
 def test_stubtest(tmp_path) -> None:
     """``python -m mypy.stubtest fastsel``: the stub against the runtime
     objects of the implementation in use (tests/stubtest-allowlist.txt says
