@@ -1,8 +1,15 @@
-"""Build script for the _fastsel C extension.
+"""Build script: the _fastsel C extension where it is the better choice.
 
-Environment switches (all optional):
+Where the extension is built is decided by fastsel/_impl.py (the same rule
+``import fastsel`` applies): CPython on Linux, macOS or BSD.  Everywhere else
+(PyPy, Windows, other systems) no extension is built and the wheel is pure
+Python: ``import fastsel`` then serves the platform's own select/selectors.
+An ``optional`` extension would not do: on PyPy it would build fine and be
+slower than the stdlib, and a failed build would hide real breakage.
+
+Environment switches (all optional, for the C build):
   FASTSEL_WERROR=1   turn compiler warnings into errors (CI sets it).
-  FASTSEL_DEBUG=1    build with -O0 -g and assertions enabled.
+  FASTSEL_DEBUG=1    build with -O0 -g3 and assertions enabled.
   FASTSEL_SANITIZE=1 build with AddressSanitizer + UndefinedBehaviorSanitizer
                      (run with the ASan runtime preloaded: tools/sanitize.sh).
   FASTSEL_KQUEUE=<prefix>|system
@@ -12,29 +19,51 @@ Environment switches (all optional):
                      <prefix>/lib, linked with an rpath), or with "system" the
                      one in /usr/include/kqueue.  BSD and macOS need nothing:
                      kqueue is detected natively there.
+
+Switches always take effect, also with an old build/ directory in the tree
+(pip builds in the source tree): objects go to a build_temp subdirectory
+named by a hash of everything that shapes the compiled code, and a module
+built with other settings is rebuilt rather than reported up to date.
 """
 import glob
+import hashlib
+import importlib.util
+import json
 import os
 import sys
+import sysconfig
 
 from setuptools import Extension, setup
+from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_py import build_py
+from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join("src", "_fastsel")
+# compiler-related environment that changes the objects distutils produces
+COMPILER_ENV = ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS", "LDSHARED", "ARCHFLAGS",
+                "CCSHARED", "AR", "ARFLAGS")
+
+
+def _load_rule():
+    """fastsel/_impl.py, by path: the package itself needs the extension."""
+    path = os.path.join(HERE, "fastsel", "_impl.py")
+    spec = importlib.util.spec_from_file_location("_fastsel_build_rule", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _flag(name):
     return os.environ.get(name, "") not in ("", "0")
 
 
+def _sources(pattern):
+    return sorted(os.path.relpath(p, HERE)
+                  for p in glob.glob(os.path.join(HERE, SRC, pattern)))
+
+
 def extension():
-    sources = sorted(
-        os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, SRC, "*.c"))
-    )
-    depends = sorted(
-        os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, SRC, "*.h"))
-    )
     cflags = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
     macros = []
     if _flag("FASTSEL_WERROR"):
@@ -48,8 +77,6 @@ def extension():
         san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
         cflags += san
         link_args += san
-    if sys.platform == "win32":
-        raise SystemExit("fastsel supports POSIX systems only")
     include_dirs, link = [SRC], {}
     kqueue_prefix = os.environ.get("FASTSEL_KQUEUE", "")
     if kqueue_prefix not in ("", "0"):
@@ -65,8 +92,8 @@ def extension():
         macros.append(("FASTSEL_KQUEUE_COMPAT", "1"))
     return Extension(
         "_fastsel",
-        sources=sources,
-        depends=depends,
+        sources=_sources("*.c"),
+        depends=_sources("*.h"),
         include_dirs=include_dirs,
         define_macros=macros,
         extra_compile_args=cflags,
@@ -97,4 +124,79 @@ class build_py_with_pth(build_py):
         return super().get_source_files() + [PTH_SOURCE]
 
 
-setup(ext_modules=[extension()], cmdclass={"build_py": build_py_with_pth})
+def build_key(ext, compiler_cmd=()):
+    """Hash of every setting that changes the compiled module."""
+    settings = {
+        attr: getattr(ext, attr, None)
+        for attr in ("sources", "include_dirs", "define_macros", "undef_macros",
+                     "extra_compile_args", "extra_link_args", "libraries",
+                     "library_dirs", "runtime_library_dirs")
+    }
+    settings["env"] = {k: os.environ.get(k) for k in COMPILER_ENV}
+    settings["compiler"] = list(compiler_cmd)
+    settings["python"] = [sys.version, sysconfig.get_config_var("EXT_SUFFIX")]
+    blob = json.dumps(settings, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class BuildExt(build_ext):
+    """build_ext whose objects and up-to-date check follow the settings."""
+
+    def build_extension(self, ext):
+        compiler_cmd = getattr(self.compiler, "compiler_so", None) or ()
+        key = build_key(ext, compiler_cmd)
+        ext_path = os.path.abspath(self.get_ext_fullpath(ext.name))
+        base_temp = self.build_temp
+        # one stamp per built module file: the key it was built with
+        stamp = os.path.join(base_temp, "fastsel-stamps",
+                             hashlib.sha256(ext_path.encode()).hexdigest()[:16])
+        try:
+            with open(stamp, encoding="utf-8") as f:
+                built_with = f.read().strip()
+        except OSError:
+            built_with = None
+        saved_force = self.force
+        if built_with != key or not os.path.exists(ext_path):
+            self.force = True
+        self.build_temp = os.path.join(base_temp, "flags-" + key)
+        try:
+            super().build_extension(ext)
+        finally:
+            self.build_temp = base_temp
+            self.force = saved_force
+        os.makedirs(os.path.dirname(stamp), exist_ok=True)
+        with open(stamp, "w", encoding="utf-8") as f:
+            f.write(key + "\n")
+
+
+class BdistWheel(bdist_wheel):
+    """A wheel without the extension is still only for the interpreter that
+    built it: tagged e.g. pp39-none-any, never py3-none-any, so it cannot be
+    picked by a CPython that should get (or build) the C extension."""
+
+    def get_tag(self):
+        tag = super().get_tag()
+        if self.distribution.has_ext_modules():
+            return tag
+        impl = {"cpython": "cp", "pypy": "pp"}.get(sys.implementation.name)
+        if impl is None:
+            return tag
+        return (f"{impl}{sys.version_info[0]}{sys.version_info[1]}", "none", "any")
+
+
+# Commands: more can be added here (setup(cmdclass=CMDCLASS) below).
+CMDCLASS = {"build_ext": BuildExt, "build_py": build_py_with_pth,
+            "bdist_wheel": BdistWheel}
+
+
+def ext_modules():
+    rule = _load_rule()
+    if rule.c_extension_supported():
+        return [extension()]
+    print(f"fastsel: building no C extension ({rule.why_not()}); "
+          "import fastsel will serve the platform's select/selectors",
+          file=sys.stderr)
+    return []
+
+
+setup(ext_modules=ext_modules(), cmdclass=CMDCLASS)

@@ -5,11 +5,12 @@ from abc import ABCMeta, abstractmethod
 from asyncio import SelectorEventLoop
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, NamedTuple, Protocol, TypeVar, final
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar, final
 
 from typing_extensions import Self, TypeAlias
 
 __version__: str
+implementation: Literal["c", "stdlib"]
 
 class _HasFileno(Protocol):
     def fileno(self) -> int: ...
@@ -69,7 +70,8 @@ if sys.platform == "linux":
 
     @final
     class epoll:
-        def __init__(self, sizehint: int = ..., flags: int = ...) -> None: ...
+        # the arguments are taken by __new__ (epoll.__init__ is object's)
+        def __new__(cls, sizehint: int = ..., flags: int = ...) -> Self: ...
         def __enter__(self) -> Self: ...
         def __exit__(
             self,

@@ -106,7 +106,11 @@ def main(argv: Optional[List[str]] = None) -> None:
             sys.exit(2)
         path = args[0]
         if not os.path.exists(path):
-            print(f"{sys.executable}: can't open file {os.path.abspath(path)!r}: "
+            # CPython quotes the path (repr), PyPy prints it as it is
+            shown = os.path.abspath(path)
+            if sys.implementation.name == "cpython":
+                shown = repr(shown)
+            print(f"{sys.executable}: can't open file {shown}: "
                   "[Errno 2] No such file or directory", file=sys.stderr)
             sys.exit(2)
         sys.argv[:] = args

@@ -13,15 +13,16 @@ import subprocess
 import sys
 from typing import Any, Optional
 
-import _fastsel
 import fastsel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def child_env(**extra: str) -> dict:
-    paths = [os.path.dirname(os.path.dirname(os.path.abspath(fastsel.__file__))),
-             os.path.dirname(os.path.abspath(_fastsel.__file__))]
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(fastsel.__file__)))]
+    ext = sys.modules.get("_fastsel")       # absent where fastsel serves the stdlib
+    if ext is not None:
+        paths.append(os.path.dirname(os.path.abspath(ext.__file__)))
     old = os.environ.get("PYTHONPATH")
     if old:
         paths.append(old)

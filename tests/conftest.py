@@ -6,6 +6,7 @@ came out: equal results, or the same exception type and message.
 """
 from __future__ import annotations
 
+import os
 import select as std_select
 import selectors as std_selectors
 import types
@@ -75,28 +76,63 @@ def diff() -> Callable[..., tuple]:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """Say which interpreter and which fastsel/_fastsel files are under test."""
+    """Say which interpreter, implementation and files are under test."""
     import sys
 
-    import _fastsel
-
-    return [f"python {sys.version.split()[0]}: {sys.executable}",
-            f"fastsel: {fastsel.__file__}",
-            f"_fastsel: {_fastsel.__file__}"]
+    lines = [f"python {sys.version.split()[0]} ({sys.implementation.name}): {sys.executable}",
+             f"fastsel: {fastsel.__file__}, implementation {fastsel.implementation!r}"]
+    ext = sys.modules.get("_fastsel")
+    if ext is not None:
+        lines.append(f"_fastsel: {ext.__file__}")
+    return lines
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """With FASTSEL_REQUIRE_INSTALLED=1 (make test), refuse the source tree."""
-    import os
+    """Register the ``c_impl`` marker; with FASTSEL_REQUIRE_INSTALLED=1
+    (make test), refuse the source tree."""
+    import sys
 
-    import _fastsel
-
+    config.addinivalue_line(
+        "markers", "c_impl: the test is about fastsel's C implementation (its deliberate "
+        "differences, C internals); skipped where fastsel serves the stdlib")
     if os.environ.get("FASTSEL_REQUIRE_INSTALLED") != "1":
         return
     pkg = os.path.dirname(os.path.realpath(fastsel.__file__))
     repo = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-    ext_dir = os.path.dirname(os.path.realpath(_fastsel.__file__))
-    if pkg == os.path.join(repo, "fastsel") or ext_dir != os.path.dirname(pkg):
+    ext = sys.modules.get("_fastsel")
+    ext_dir = os.path.dirname(os.path.realpath(ext.__file__)) if ext is not None else None
+    if pkg == os.path.join(repo, "fastsel") or (ext_dir is not None
+                                                  and ext_dir != os.path.dirname(pkg)):
         raise pytest.UsageError(
             f"fastsel must be the installed package: fastsel from {pkg}, "
             f"_fastsel from {ext_dir}")
+
+
+def c_impl_skip_reason() -> str:
+    """Why tests marked ``c_impl`` do not apply here ("" where they do)."""
+    if fastsel.implementation == "c":
+        return ""
+    from fastsel import _impl
+
+    why = (f"{_impl.ENV}=stdlib is set" if os.environ.get(_impl.ENV) == "stdlib"
+           else _impl.why_not())
+    return ("about the C implementation, and fastsel serves the stdlib's select/selectors "
+            f"here ({why})")
+
+
+def skip_module_unless_c_impl() -> None:
+    """For a ``c_impl`` module that cannot even be imported without the C
+    implementation's environment: skip it whole, with the marker's reason."""
+    reason = c_impl_skip_reason()
+    if reason:
+        pytest.skip(reason, allow_module_level=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    reason = c_impl_skip_reason()
+    if not reason:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if item.get_closest_marker("c_impl") is not None:
+            item.add_marker(skip)

@@ -98,6 +98,7 @@ def test_json_micro_results(smoke):
                     > by[f"wait/{mech}/1"]["median"][impl])
 
 
+@pytest.mark.c_impl
 def test_json_scaling(smoke):
     _, data, _ = smoke
     sc = data["scaling"]

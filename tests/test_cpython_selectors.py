@@ -9,6 +9,8 @@ import os
 import sys
 import unittest
 
+import pytest
+
 import fastsel
 
 import cpython_suite
@@ -55,6 +57,7 @@ globals().update(_cases)
 tearDownModule = getattr(_mod, "tearDownModule", None)
 
 
+@pytest.mark.c_impl
 def test_classes_under_test_are_fastsel():
     # guard against the swap silently testing the stdlib
     assert _mod.selectors is fastsel

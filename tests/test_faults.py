@@ -269,6 +269,7 @@ def test_mutate_while_select_blocks(impl: Any, name: str) -> None:
             p[1].close()
 
 
+@pytest.mark.c_impl
 @pytest.mark.parametrize("name", selector_classes())
 def test_concurrent_select_on_one_selector(name: str) -> None:
     """What fastsel does: a second select() while one is waiting raises
@@ -456,6 +457,7 @@ def fork_child(body: Callable[[], int]) -> int:
         time.sleep(0.01)
 
 
+@pytest.mark.c_impl
 @pytest.mark.parametrize("name", selector_classes())
 def test_fork_parent_and_child_isolated(name: str) -> None:
     cls = cls_for(FAST, name)
@@ -490,6 +492,7 @@ def test_fork_parent_and_child_isolated(name: str) -> None:
             s.close()
 
 
+@pytest.mark.c_impl
 @pytest.mark.parametrize("name", selector_classes())
 def test_fork_while_select_blocked_in_thread(name: str) -> None:
     cls = cls_for(FAST, name)
@@ -597,6 +600,7 @@ def test_emfile_then_recovers(low_nofile: list) -> None:
     ep.close()
 
 
+@pytest.mark.c_impl
 def test_fds_near_the_rlimit(diff: Callable) -> None:
     """fds numbered just under the soft limit (well above FD_SETSIZE)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -771,6 +775,7 @@ NOMEM_SCRIPT = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.c_impl
 def test_allocation_failure_is_memoryerror() -> None:
     """Every allocation of each operation fails in turn (_testcapi.set_nomemory):
     MemoryError, never a crash, never another exception; then it works again."""
@@ -904,6 +909,7 @@ def test_reentrant_selectors(name: str, case: str, socks: list) -> None:
     assert res[1] == res[0]
 
 
+@pytest.mark.c_impl
 @pytest.mark.parametrize("name", selector_classes())
 @pytest.mark.parametrize("case", sorted(SEL_CLOSING))
 def test_reentrant_close_mid_call(name: str, case: str, socks: list) -> None:

@@ -443,6 +443,7 @@ def test_selectors(name: str) -> None:
 
 # ---- regressions found by this harness ---------------------------------------
 
+@pytest.mark.c_impl
 def test_regression_epoll_kwargs_under_memory_pressure() -> None:
     """epoll(sizehint=...) under allocation failure raised TypeError('invalid
     keyword argument for epoll()') instead of MemoryError (epoll.c looked

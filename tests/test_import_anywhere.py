@@ -113,6 +113,7 @@ def test_import_from_thread_and_after_fork() -> None:
     assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
 
 
+@pytest.mark.c_impl
 def test_reimport_gives_a_fresh_module() -> None:
     code = textwrap.dedent("""
         import sys, importlib
@@ -168,13 +169,130 @@ def test_alias_imports_in_one_program() -> None:
     the stdlib modules imported too: four distinct names, no interference."""
     code = textwrap.dedent("""
         import select as std_select, selectors as std_selectors
+        import fastsel
         import fastsel as select
         import fastsel as selectors
         assert select is selectors
-        assert std_select.select is not getattr(select, "select", None)
-        assert std_selectors.DefaultSelector is not getattr(selectors, "DefaultSelector", None)
+        # with the C extension fastsel's objects are its own; otherwise the stdlib's
+        c = fastsel.implementation == "c"
+        assert (std_select.select is not select.select) == c
+        assert (std_selectors.DefaultSelector is not selectors.DefaultSelector) == c
         print("ok")
     """)
     proc = run_python(["-c", code])
     assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
     assert sys.modules["select"] is std_select
+
+
+# --- which implementation: fastsel.implementation and the stdlib fallback ---
+
+STDLIB_SURFACE = textwrap.dedent("""
+    import asyncio, os, select, selectors, subprocess, sys
+    import fastsel
+    from fastsel import _install
+    assert fastsel.implementation == "stdlib", fastsel.implementation
+    assert "_fastsel" not in sys.modules
+    # every public name of both modules is the platform's own object
+    for name in [n for n in vars(select) if not n.startswith("_")]:
+        assert getattr(fastsel, name) is getattr(select, name), name
+    for name in _install.SELECTORS_NAMES:
+        if hasattr(selectors, name):
+            assert getattr(fastsel, name) is getattr(selectors, name), name
+        else:
+            assert not hasattr(fastsel, name), name
+    assert fastsel.error is OSError
+    # install()/uninstall() replace nothing and restore nothing
+    before = {n: v for n, v in vars(select).items()}
+    before.update({"selectors." + n: v for n, v in vars(selectors).items()})
+    fastsel.install()
+    assert subprocess._PopenSelector is getattr(selectors, subprocess._PopenSelector.__name__)
+    fastsel.uninstall()
+    after = {n: v for n, v in vars(select).items()}
+    after.update({"selectors." + n: v for n, v in vars(selectors).items()})
+    assert before.keys() == after.keys() and all(before[k] is after[k] for k in before)
+    loop = fastsel.new_event_loop()
+    try:
+        assert type(loop._selector) is selectors.DefaultSelector
+        assert loop.run_until_complete(asyncio.sleep(0, 42)) == 42
+    finally:
+        loop.close()
+""")
+
+
+def test_implementation_attribute() -> None:
+    from fastsel import _impl
+    forced = os.environ.get(_impl.ENV) == "stdlib"
+    want = "c" if _impl.c_extension_supported() and not forced else "stdlib"
+    assert fastsel.implementation == want
+    if want == "c":
+        import _fastsel
+        assert fastsel.select is _fastsel.select
+        assert fastsel.select is not std_select.select
+    else:
+        assert fastsel.select is std_select.select
+        assert fastsel.DefaultSelector is std_selectors.DefaultSelector
+
+
+def test_no_extension_installed_where_the_rule_says_stdlib() -> None:
+    """setup.py builds no extension where fastsel serves the stdlib (PyPy,
+    Windows, ...), and builds one where it serves C."""
+    import importlib.util
+
+    from fastsel import _impl
+    found = importlib.util.find_spec("_fastsel") is not None
+    assert found == _impl.c_extension_supported()
+
+
+@pytest.mark.parametrize("impl, platform, want", [
+    ("cpython", "linux", True), ("cpython", "darwin", True), ("cpython", "freebsd14", True),
+    ("cpython", "openbsd7", True), ("cpython", "netbsd10", True), ("cpython", "dragonfly6", True),
+    ("cpython", "win32", False), ("cpython", "cygwin", False), ("cpython", "sunos5", False),
+    ("cpython", "aix", False), ("cpython", "emscripten", False), ("cpython", "wasi", False),
+    ("pypy", "linux", False), ("pypy", "darwin", False), ("graalpy", "linux", False),
+])
+def test_rule(impl: str, platform: str, want: bool) -> None:
+    from fastsel import _impl
+    assert _impl.c_extension_supported(impl, platform) is want
+    if not want:
+        assert _impl.why_not(impl, platform)
+
+
+def test_stdlib_implementation_surface() -> None:
+    """FASTSEL_IMPLEMENTATION=stdlib (and so every platform without the C
+    extension): the stdlib's objects under fastsel's names, and fastsel's own
+    functions harmless."""
+    proc = run_python(["-c", SMOKE + STDLIB_SURFACE + "print('ok')"],
+                      env=child_env(FASTSEL_IMPLEMENTATION="stdlib"))
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+
+
+def test_stdlib_implementation_python_m_fastsel(tmp_path) -> None:
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent("""
+        import select, selectors, sys
+        import fastsel
+        assert fastsel.implementation == "stdlib"
+        with selectors.DefaultSelector() as sel:
+            assert sel.select(0) == []
+        print("ran", sys.argv[1:], __name__)
+    """), encoding="utf-8")
+    proc = run_python(["-m", "fastsel", str(script), "a", "b"], cwd=str(tmp_path),
+                      env=child_env(FASTSEL_IMPLEMENTATION="stdlib"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ran ['a', 'b'] __main__\n"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("bogus", "FASTSEL_IMPLEMENTATION must be 'c', 'stdlib' or unset, not 'bogus'"),
+    ("c", "FASTSEL_IMPLEMENTATION=c, but fastsel has no C extension here"),
+])
+def test_bad_implementation_request_fails_the_import(value: str, message: str) -> None:
+    from fastsel import _impl
+    if value == "c" and _impl.c_extension_supported():
+        proc = run_python(["-c", "import fastsel; print(fastsel.implementation)"],
+                          env=child_env(FASTSEL_IMPLEMENTATION="c"))
+        assert proc.returncode == 0 and proc.stdout == "c\n", proc.stderr
+        return
+    proc = run_python(["-c", "import fastsel"], env=child_env(FASTSEL_IMPLEMENTATION=value))
+    assert proc.returncode == 1
+    assert "ImportError: " + message in proc.stderr, proc.stderr

@@ -28,12 +28,17 @@ import ctypes.util
 import gc
 import os
 import socket
-import tracemalloc
 from typing import Callable, Iterator
 
 import pytest
 
-import fastsel
+from conftest import skip_module_unless_c_impl
+
+skip_module_unless_c_impl()     # (tracemalloc, mallinfo2: CPython's allocators)
+
+import tracemalloc  # noqa: E402
+
+import fastsel  # noqa: E402
 
 LONG = os.environ.get("FASTSEL_LONG", "") not in ("", "0")
 N = int(os.environ.get("FASTSEL_LEAK_N", 10**6 if LONG else 10**5))
@@ -46,8 +51,8 @@ MALLOC_BOUND = 256 * 1024
 RSS_BOUND = 1024 * 1024
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("FASTSEL_SKIP_LEAKS") == "1", reason="FASTSEL_SKIP_LEAKS=1")
+pytestmark = [pytest.mark.c_impl, pytest.mark.skipif(
+    os.environ.get("FASTSEL_SKIP_LEAKS") == "1", reason="FASTSEL_SKIP_LEAKS=1")]
 
 
 # ---- meters ------------------------------------------------------------------

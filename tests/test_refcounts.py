@@ -23,6 +23,8 @@ LOOPS = 1000
 SELECTORS = [n for n in ("SelectSelector", "PollSelector", "EpollSelector",
                          "KqueueSelector")]
 
+pytestmark = pytest.mark.c_impl
+
 
 def cls_or_skip(name: str) -> type:
     cls = getattr(fastsel, name, None)

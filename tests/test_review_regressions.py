@@ -16,6 +16,9 @@ import fastsel
 
 from _helpers import run_python
 
+# regressions of the C code
+pytestmark = pytest.mark.c_impl
+
 SELECTORS = [n for n in ("EpollSelector", "PollSelector", "SelectSelector")
              if hasattr(fastsel, n)]
 

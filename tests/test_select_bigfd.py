@@ -20,6 +20,8 @@ FD_SETSIZE = 1024
 BIG = (1500, 4000)
 NEEDED = 4200
 
+pytestmark = pytest.mark.c_impl
+
 
 @pytest.fixture(scope="module", autouse=True)
 def nofile_limit():

@@ -22,6 +22,9 @@ import pytest
 
 import fastsel
 
+# fastsel's own selector behaviour (beyond the stdlib's contract)
+pytestmark = pytest.mark.c_impl
+
 KINDS = [k for k in ("EpollSelector", "PollSelector", "SelectSelector",
                      "KqueueSelector") if hasattr(fastsel, k)]
 R, W = fastsel.EVENT_READ, fastsel.EVENT_WRITE

@@ -23,6 +23,9 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize,
 import fastsel
 from conftest import outcome
 
+# its model includes fastsel's deliberate close() behaviour (docs/differences.md)
+pytestmark = pytest.mark.c_impl
+
 KINDS = [k for k in ("EpollSelector", "PollSelector", "SelectSelector")
          if hasattr(std_selectors, k)]
 POOL = 8                     # live file objects at any time
