@@ -112,6 +112,10 @@ PROG = textwrap.dedent('''
             main(sys.argv[1])
 ''')
 
+# Covering children is about the C implementation; where fastsel serves the
+# stdlib's own modules (PyPy, ...) it is a no-op (test_main_module.py).
+pytestmark = pytest.mark.c_impl
+
 FASTSEL, STDLIB = "fastsel/_fastsel", "selectors/select"
 START_METHODS = multiprocessing.get_all_start_methods()
 
@@ -384,3 +388,4 @@ def test_regrtest_workers_opted_out(tmp_path) -> None:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert re.search(r"^test_modify_unregister .*\.\.\. ok$", out, re.M), out
+
