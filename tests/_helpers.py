@@ -90,14 +90,17 @@ class FloatAndIndex:
 
 
 class FloatRaises:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
+    """A fresh exception per call: a re-raised instance would keep growing
+    its traceback."""
+
+    def __init__(self, exc_type: type, text: str) -> None:
+        self.exc_type, self.text = exc_type, text
 
     def __float__(self) -> float:
-        raise self.exc
+        raise self.exc_type(self.text)
 
     def __repr__(self) -> str:
-        return f"FloatRaises({self.exc!r})"
+        return f"FloatRaises({self.exc_type.__name__}, {self.text!r})"
 
 
 class _FloatSub(float):
@@ -140,8 +143,8 @@ def timeout_objects() -> list:
         FloatOnly(float("nan")), FloatOnly(float("inf")), FloatOnly(1e300),
         FloatOnly(-1e300), FloatOnly("0"),
         FloatAndIndex(0.0, 2**70), FloatAndIndex(1e300, 0),
-        FloatRaises(TypeError("te")), FloatRaises(ZeroDivisionError("zd")),
-        FloatRaises(OverflowError("of")), FloatReturnsSub(), IntOnly(),
+        FloatRaises(TypeError, "te"), FloatRaises(ZeroDivisionError, "zd"),
+        FloatRaises(OverflowError, "of"), FloatReturnsSub(), IntOnly(),
         Outer.Inner(), Outer(),
         decimal.Decimal("0"), decimal.Decimal("-0.5"), decimal.Decimal("nan"),
         decimal.Decimal("1e400"), fractions.Fraction(-1, 2),
