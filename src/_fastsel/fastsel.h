@@ -61,6 +61,11 @@ int fs_long_in_range(PyObject *v, long long min, unsigned long long max);
  * shared "timeout must be a real number or None, not <type>" after. */
 void fs_timeout_type_error(PyObject *obj, const char *legacy);
 
+/* The same for kqueue.control(), whose rule differs: up to 3.14 every
+ * conversion failure becomes "timeout argument must be a number or None,
+ * got <name>"; 3.15 rewrites only a TypeError, as fs_timeout_type_error. */
+void fs_kqueue_timeout_error(PyObject *obj);
+
 /* Argument Clinic's checks for positional-only functions, with its texts.
  * Each returns 0, or -1 with TypeError set. */
 static inline int

@@ -973,25 +973,6 @@ kq_fromfd(PyObject *cls, PyObject *arg)
     return kq_new_object((PyTypeObject *)cls, fd);
 }
 
-/* After a failed timeout conversion.  Up to 3.14 any error becomes this
- * TypeError; 3.15 lets OverflowError and ValueError through (gh-154836)
- * and words the TypeError as select(), poll() and epoll() do. */
-static void
-kq_timeout_error(PyObject *otimeout)
-{
-    if (fs_ver->timeout_rule == FS_TIMEOUT_REAL) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            fs_timeout_type_error(otimeout, NULL);
-        }
-        return;
-    }
-    const char *name = Py_TYPE(otimeout)->tp_name;
-    const char *dot = strrchr(name, '.');
-    PyErr_Format(PyExc_TypeError,
-                 "timeout argument must be a number or None, got %.200s",
-                 dot != NULL ? dot + 1 : name);
-}
-
 /* Small change and event lists live on the stack. */
 #define KQ_STACK_EVENTS 16
 
@@ -1031,7 +1012,7 @@ kq_control(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     }
     if (otimeout != Py_None) {
         if (fs_ns_from_seconds_object(otimeout, FS_ROUND_UP, &timeout) < 0) {
-            kq_timeout_error(otimeout);
+            fs_kqueue_timeout_error(otimeout);
             return NULL;
         }
         /* _PyTime_AsTimespec floors: any negative timeout has tv_sec < 0 */

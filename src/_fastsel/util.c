@@ -203,6 +203,24 @@ fs_timeout_type_error(PyObject *obj, const char *legacy)
     PyErr_SetString(PyExc_TypeError, legacy);
 }
 
+void
+fs_kqueue_timeout_error(PyObject *obj)
+{
+    if (fs_ver->timeout_rule == FS_TIMEOUT_REAL) {
+        /* 3.15 lets OverflowError and ValueError through (gh-154836) */
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            fs_timeout_type_error(obj, NULL);
+        }
+        return;
+    }
+    /* up to 3.14 any failure becomes this, with the type's last name */
+    const char *name = Py_TYPE(obj)->tp_name;
+    const char *dot = strrchr(name, '.');
+    PyErr_Format(PyExc_TypeError,
+                 "timeout argument must be a number or None, got %.200s",
+                 dot != NULL ? dot + 1 : name);
+}
+
 static void
 time_overflow(void)
 {
