@@ -124,6 +124,12 @@ int fs_add_int(PyObject *module, const char *name, long value);
 /* PyModule_AddObjectRef for 3.9 too: does not steal; -1 on error. */
 int fs_add_object(PyObject *module, const char *name, PyObject *value);
 
+/* --- poll.c --------------------------------------------------------------- */
+
+/* 1 where poll.poll() takes any PyTime_t timeout (3.15 with ppoll(): no
+ * "timeout is too large" past a C int of milliseconds), else 0. */
+int fs_poll_timeout_unbounded(void);
+
 /* --- per-file setup hooks, called from the module's exec slot ------------ */
 int fs_select_setup(PyObject *module, fs_state *st);
 int fs_poll_setup(PyObject *module, fs_state *st);

@@ -193,6 +193,12 @@ poll_ns(struct pollfd *pfd, nfds_t nfd, int64_t timeout_ns)
 #  define poll_ns(pfd, nfd, timeout_ns) (errno = ENOSYS, -1)
 #endif
 
+int
+fs_poll_timeout_unbounded(void)
+{
+    return FS_PPOLL_OK && fs_ver->poll_ppoll;
+}
+
 static PyObject *
 poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames)
@@ -200,7 +206,7 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
     int64_t timeout = -1, deadline = 0;
     long long ms = -1;
     /* 3.15 waits with ppoll(): nanoseconds, no C int of milliseconds */
-    const int use_ppoll = FS_PPOLL_OK && fs_ver->poll_ppoll;
+    const int use_ppoll = fs_poll_timeout_unbounded();
     if (fs_no_kwargs(kwnames, "poll.poll") < 0
         || fs_check_positional("poll", nargs, 0, 1) < 0) {
         return NULL;
