@@ -67,6 +67,8 @@ if sys.platform == "linux":
     EPOLLONESHOT: int
     EPOLLEXCLUSIVE: int
     EPOLL_CLOEXEC: int
+    if sys.version_info >= (3, 14):
+        EPOLLWAKEUP: int
 
     @final
     class epoll:

@@ -18,12 +18,14 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from decimal import Decimal
 from fractions import Fraction
 
 import pytest
 
 import fastsel
+from _helpers import timeout_objects
 
 if not hasattr(std_select, "epoll"):
     pytest.skip("epoll is Linux-only", allow_module_level=True)
@@ -207,6 +209,33 @@ def test_close_is_idempotent_and_closes_fd(diff):
     diff(fn)
 
 
+def test_close_error(diff):
+    """3.15 reports a failed close(2) (gh-146205); either way the object
+    reads as closed afterwards and a second close() is quiet."""
+    def fn(impl):
+        ep = impl.select.epoll()
+        os.close(ep.fileno())
+        out = []
+        for call in (ep.close, lambda: ep.closed, ep.close):
+            try:
+                out.append(("ok", call()))
+            except OSError as exc:
+                out.append((type(exc).__name__, exc.errno))
+        return out
+    diff(fn)
+
+
+def test_close_error_from_exit(diff):
+    def fn(impl):
+        try:
+            with impl.select.epoll() as ep:
+                os.close(ep.fileno())
+        except OSError as exc:
+            return type(exc).__name__, exc.errno, ep.closed
+        return "no error", ep.closed
+    diff(fn)
+
+
 def test_dealloc_closes_fd(impl):
     ep = impl.select.epoll()
     fd = ep.fileno()
@@ -347,6 +376,44 @@ def test_eventmask_argument(diff, pair, method, mask):
                 ep.register(a, IN)
             result = getattr(ep, method)(a.fileno(), mask)
             return result, events_by_fd(ep, a.fileno())
+    diff(fn)
+
+
+# 3.15 warns (DeprecationWarning) outside [INT_MIN, UINT_MAX], then masks
+RANGE_MASKS = [-(2**31), -(2**31) - 1, -(2**31) + 1, 2**32 - 1, 2**32,
+               2**31, 2**63, -(2**63), 2**64 + IN, Index(2**32 + IN),
+               Index(-(2**31) - 1), Index(2**31)]
+
+
+@pytest.mark.parametrize("mask", RANGE_MASKS, ids=repr)
+@pytest.mark.parametrize("method", ["register", "modify"])
+def test_eventmask_range(diff, pair, method, mask):
+    a, _ = pair
+
+    def fn(impl):
+        with impl.select.epoll() as ep:
+            if method == "modify":
+                ep.register(a, IN)
+            result = getattr(ep, method)(fd=a.fileno(), eventmask=mask)
+            return result, events_by_fd(ep, a.fileno())
+    diff(fn)
+
+
+@pytest.mark.parametrize("mask", [2**32 + IN, -(2**31) - 1, IN], ids=repr)
+def test_eventmask_warning_as_error(diff, pair, mask):
+    """An out-of-range mask under -W error: nothing is registered."""
+    a, _ = pair
+
+    def fn(impl):
+        with impl.select.epoll() as ep:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                try:
+                    ep.register(a, mask)
+                    res = "registered"
+                except DeprecationWarning as w:
+                    res = str(w)
+            return res, events_by_fd(ep, a.fileno())
     diff(fn)
 
 
@@ -492,6 +559,28 @@ def test_timeout_forms_with_ready_fd(diff, pair, timeout):
             ep.register(a, OUT)
             return [("a" if fd == a.fileno() else fd, ev)
                     for fd, ev in ep.poll(timeout)]
+    diff(fn)
+
+
+@pytest.mark.parametrize("timeout", timeout_objects(), ids=repr)
+def test_timeout_objects_with_ready_fd(diff, pair, timeout):
+    a, _ = pair
+
+    def fn(impl):
+        with impl.select.epoll() as ep:
+            ep.register(a, OUT)
+            return [("a" if fd == a.fileno() else fd, ev)
+                    for fd, ev in ep.poll(timeout)]
+    diff(fn)
+
+
+@pytest.mark.parametrize("timeout", timeout_objects(), ids=repr)
+def test_timeout_objects_on_closed_object(diff, timeout):
+    """The closed check comes before the timeout's conversion."""
+    def fn(impl):
+        ep = impl.select.epoll()
+        ep.close()
+        return ep.poll(timeout)
     diff(fn)
 
 

@@ -27,6 +27,7 @@ import time
 import pytest
 
 import fastsel
+from _helpers import timeout_objects
 from conftest import FASTSEL, differential, outcome
 
 if not hasattr(fastsel, "kqueue"):
@@ -36,14 +37,18 @@ if not hasattr(fastsel, "kqueue"):
 
 STD_HAS_KQUEUE = hasattr(std_select, "kqueue")
 PY39 = sys.version_info < (3, 10)
+# 3.15: timeouts as select()'s (gh-154836), close() errors raise
+# (gh-146205), bitwise arguments out of range warn
+PY315 = sys.version_info >= (3, 15)
 
 
-def check(fn, expected):
+def check(fn, expected, warns=()):
     """fn(impl) on fastsel must give `expected` -- or, where the stdlib has
     kqueue, exactly what the stdlib gives.
 
     `expected` is ("ok", value) or ("raise", type, text); a text of None
-    checks the type only (a text produced by CPython's argument parser)."""
+    checks the type only (a text produced by CPython's argument parser).
+    `warns` are the (category, text) pairs expected on the way."""
     if STD_HAS_KQUEUE:
         return differential(fn)
     got = outcome(lambda: fn(FASTSEL))
@@ -51,8 +56,39 @@ def check(fn, expected):
         assert got[:2] == expected[:2], got
     else:
         assert got[:-1] == tuple(expected), got
-    assert got[-1] == (), f"unexpected warnings {got[-1]}"
+    assert got[-1] == tuple(warns), f"warnings {got[-1]}, not {warns}"
     return got
+
+
+def timeout_refused(timeout):
+    """What control() raises for a timeout its seconds conversion refuses.
+    Up to 3.14 every failure becomes one TypeError; 3.15 raises what
+    select.select() raises (the same conversion), which is the oracle."""
+    if not PY315:
+        return raises(TypeError, "timeout argument must be a number or "
+                                 "None, got " + type(timeout).__name__)
+    ref = outcome(lambda: std_select.select([], [], [], timeout))
+    assert ref[0] == "raise", ref
+    return raises(ref[1], ref[2])
+
+
+OUT_OF_RANGE = (DeprecationWarning, "integer value out of range")
+# kevent's bitwise fields on Linux (libkqueue): flags "H", fflags "I",
+# udata a pointer-sized "K"/"k"
+BITWISE_RANGES = {2: (-(2**15), 2**16 - 1), 3: (-(2**31), 2**32 - 1),
+                  5: (-(2**63), 2**64 - 1)}
+
+
+def bitwise_warns(args):
+    """The warnings 3.15's argument parser gives for kevent(*args)."""
+    if not PY315:
+        return ()
+    out = []
+    for pos, (lo, hi) in BITWISE_RANGES.items():
+        if (pos < len(args) and type(args[pos]) is int
+                and not lo <= args[pos] <= hi):
+            out.append(OUT_OF_RANGE)
+    return tuple(out)
 
 
 def raises(exc, text=None):
@@ -192,7 +228,8 @@ def test_kevent_ident_fileno_errors():
     ((), raises(TypeError)),
 ])
 def test_kevent_argument_conversion(args, expected):
-    check(lambda i: fields(i.select.kevent(*args)), expected)
+    check(lambda i: fields(i.select.kevent(*args)), expected,
+          bitwise_warns(args))
 
 
 def test_kevent_keyword_errors():
@@ -357,6 +394,22 @@ def test_kqueue_close():
         check(fn, raises(ValueError, "I/O operation on closed kqueue object"))
 
 
+def test_close_error():
+    """A failed close(2): OSError from 3.15 on; closed either way."""
+    def fn(i):
+        kq = i.select.kqueue()
+        os.close(kq.fileno())
+        out = []
+        for call in (kq.close, lambda: kq.closed, kq.close):
+            try:
+                out.append(("ok", call()))
+            except OSError as exc:
+                out.append((type(exc).__name__, exc.errno))
+        return out
+    first = ("OSError", errno.EBADF) if PY315 else ("ok", None)
+    check(fn, ok([first, ("ok", True), ("ok", None)]))
+
+
 def test_closed_after_argument_parsing():
     def fn(i):
         kq = i.select.kqueue()
@@ -408,17 +461,12 @@ def control_args_cases():
                                       "to convert to C int")),
         ((None, -1), raises(ValueError, "Length of eventlist must be 0 or "
                                         "positive, got -1")),
-        ((None, 1, "x"), raises(TypeError, "timeout argument must be a "
-                                           "number or None, got str")),
-        ((None, 1, []), raises(TypeError, "timeout argument must be a "
-                                          "number or None, got list")),
-        # every failure of the seconds conversion becomes that TypeError
-        ((None, 1, float("nan")), raises(TypeError, "timeout argument must "
-                                         "be a number or None, got float")),
-        ((None, 1, 1e300), raises(TypeError, "timeout argument must be a "
-                                             "number or None, got float")),
-        ((None, 1, 2 ** 80), raises(TypeError, "timeout argument must be a "
-                                               "number or None, got int")),
+        ((None, 1, "x"), timeout_refused("x")),
+        ((None, 1, []), timeout_refused([])),
+        # up to 3.14 every failure of the seconds conversion is a TypeError
+        ((None, 1, float("nan")), timeout_refused(float("nan"))),
+        ((None, 1, 1e300), timeout_refused(1e300)),
+        ((None, 1, 2 ** 80), timeout_refused(2 ** 80)),
         ((None, 1, -1), raises(ValueError, "timeout must be positive or "
                                            "None")),
         # rounded away from zero to -1 ns, then floored to -1 s
@@ -433,8 +481,7 @@ def control_args_cases():
         # the order of the checks: maxevents, timeout, then changelist
         ((5, -1), raises(ValueError, "Length of eventlist must be 0 or "
                                      "positive, got -1")),
-        ((5, 1, "x"), raises(TypeError, "timeout argument must be a number "
-                                        "or None, got str")),
+        ((5, 1, "x"), timeout_refused("x")),
         (([5], 1, -1), raises(ValueError, "timeout must be positive or "
                                           "None")),
         (([], 0, 0), ok([])),
@@ -452,6 +499,29 @@ def test_control_arguments(args, expected):
         finally:
             q.close()
     check(fn, expected)
+
+
+@pytest.mark.parametrize("timeout", timeout_objects(), ids=repr)
+def test_control_timeout_objects(timeout):
+    def fn(i):
+        q = i.select.kqueue()
+        try:
+            return q.control(None, 0, timeout)
+        finally:
+            q.close()
+    if STD_HAS_KQUEUE:
+        differential(fn)
+        return
+    # select.select() converts with the same function: its outcome says
+    # whether the timeout is accepted (and warns the same way)
+    ref = outcome(lambda: std_select.select([], [], [], timeout))
+    if ref[0] == "ok":
+        check(fn, ok([]), ref[-1])
+    elif ref[1:3] == (ValueError, "timeout must be non-negative"):
+        check(fn, raises(ValueError, "timeout must be positive or None"),
+              ref[-1])
+    else:
+        check(fn, timeout_refused(timeout), ref[-1])
 
 
 def test_control_no_keywords():

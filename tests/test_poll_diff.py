@@ -21,6 +21,7 @@ import pytest
 
 import fastsel
 
+from _helpers import FloatAndIndex, FloatOnly, timeout_objects
 from conftest import differential
 
 BOTH = [std_select, fastsel]
@@ -209,6 +210,27 @@ def test_mask_conversion(mask, method):
                            (1, 0)))
 
 
+MORE_MASKS = [Index(-1), Index(2**70), Index(0xFFFF), Index(0x10000),
+              FloatAndIndex(0.5, 4), FloatOnly(1.0), -(2**31), 2**16 - 1,
+              -0]
+
+
+@pytest.mark.parametrize("mask", MORE_MASKS, ids=repr)
+@pytest.mark.parametrize("method", ["register", "modify"])
+def test_mask_index_objects(mask, method, pipe):
+    """3.14 converts the mask with __index__ and new texts."""
+    r, w = pipe
+    os.write(w, b"x")
+
+    def fn(impl):
+        p = impl.select.poll()
+        if method == "modify":
+            p.register(r)
+        getattr(p, method)(r, mask)
+        return p.poll(0)
+    differential(fn)
+
+
 def test_fd_converted_before_mask():
     differential(with_poll(lambda p: p.register(FileNo("x"), -1)))
     differential(with_poll(lambda p: p.modify(-1, 2**70)))
@@ -391,6 +413,58 @@ def test_timeout_forms(timeout, pipe):
     r, w = pipe
     os.write(w, b"x")     # ready: valid timeouts (blocking ones too) return
     differential(with_poll(lambda p: p.poll(timeout), (r, std_select.POLLIN)))
+
+
+@pytest.mark.parametrize("timeout", timeout_objects(), ids=repr)
+def test_timeout_objects(timeout, pipe):
+    r, w = pipe
+    os.write(w, b"x")
+    differential(with_poll(lambda p: p.poll(timeout), (r, std_select.POLLIN)))
+
+
+# ms that overflow a C int; 3.15 waits with ppoll() where the system has it,
+# so only PyTime_t's nanoseconds limit the timeout
+MS_LIMIT = (2**63 - 1) // 10**6
+BIG_TIMEOUTS = [2**31 - 1, 2**31, 2**31 + 0.5, -(2**31) - 1, 2**40, -(2**40),
+                MS_LIMIT, MS_LIMIT + 1, -MS_LIMIT, -MS_LIMIT - 2, 9.2e12,
+                float(MS_LIMIT) * 0.999, 1e13, Index(2**40)]
+
+
+@pytest.mark.parametrize("timeout", BIG_TIMEOUTS, ids=repr)
+def test_large_timeouts(timeout, pipe):
+    r, w = pipe
+    os.write(w, b"x")
+    differential(with_poll(lambda p: p.poll(timeout), (r, std_select.POLLIN)))
+
+
+def test_large_timeout_waits_for_data(pipe):
+    """A timeout past a C int of ms either fails at once (up to 3.14) or
+    waits until the data comes (3.15 with ppoll)."""
+    r, w = pipe
+
+    def fn(impl):
+        p = impl.select.poll()
+        p.register(r, std_select.POLLIN)
+        writer = threading.Timer(0.05, os.write, (w, b"x"))
+        writer.start()
+        try:
+            return p.poll(2**31)
+        finally:
+            writer.join()
+            while select_ready(r):
+                os.read(r, 100)
+    differential(fn)
+
+
+def select_ready(fd):
+    return bool(std_select.select([fd], [], [], 0)[0])
+
+
+@pytest.mark.parametrize("timeout", [FloatOnly(0.0), FloatOnly(1.0),
+                                     FloatOnly(1e-9)], ids=repr)
+def test_float_only_timeout_expires(timeout, pipe):
+    differential(with_poll(lambda p: p.poll(timeout),
+                           (pipe[0], std_select.POLLIN)))
 
 
 @pytest.mark.parametrize("timeout", [0, 1, 10, 0.5, 1e-9, Index(5)], ids=repr)

@@ -21,6 +21,7 @@ import pytest
 
 import fastsel
 
+from _helpers import FloatOnly, timeout_objects
 from conftest import differential
 
 BOTH = [std_select, fastsel]
@@ -180,6 +181,31 @@ def test_timeout_forms(timeout, ready_pipe):
 def test_timeout_expires_with_nothing_ready(timeout, pipe):
     r = pipe[0]
     differential(lambda impl: impl.select.select([r], [], [r], timeout))
+
+
+@pytest.mark.parametrize("timeout", timeout_objects(), ids=repr)
+def test_timeout_objects(timeout, ready_pipe):
+    """__float__-only and other number-like objects: 3.15 takes what has
+    __float__ and words the refusal differently."""
+    r = ready_pipe[0]
+    differential(lambda impl: impl.select.select([r], [], [], timeout))
+
+
+@pytest.mark.parametrize("timeout", timeout_objects(), ids=repr)
+def test_timeout_objects_before_lists(timeout):
+    # the timeout's error still comes before the lists' (here: not lists)
+    differential(lambda impl: impl.select.select(1, 2, 3, timeout))
+
+
+def test_float_only_timeout_waits(pipe):
+    """Where __float__ is accepted, it is the wait's length."""
+    r = pipe[0]
+
+    def fn(impl):
+        t0 = time.monotonic()
+        res = impl.select.select([r], [], [], FloatOnly(0.02))
+        return res, time.monotonic() - t0 >= 0.015
+    differential(fn)
 
 
 def test_empty_lists_sleep_for_the_timeout():

@@ -230,15 +230,6 @@ kw_find(PyObject *kwnames, PyObject *const *kwvals, PyObject *kwdict,
     return NULL;
 }
 
-#if PY_VERSION_HEX >= 0x030D0000
-/* The parameter name CPython 3.13 would suggest for `key`, or NULL. */
-static const char *
-kw_suggest(const ep_sig *sig, PyObject *key)
-{
-    return fs_suggest_keyword(sig->names, sig->nparams, key);
-}
-#endif
-
 static void
 kw_unexpected(const ep_sig *sig, PyObject *kwnames, PyObject *kwdict)
 {
@@ -265,15 +256,19 @@ kw_unexpected(const ep_sig *sig, PyObject *kwnames, PyObject *kwdict)
                 }
             }
         }
-#if PY_VERSION_HEX >= 0x030A0000
-        else {
+        else if (fs_ver->kw_nonstr_error) {
             PyErr_SetString(PyExc_TypeError, "keywords must be strings");
             return;
         }
-#endif
         if (!known) {
-#if PY_VERSION_HEX >= 0x030D0000
-            const char *hint = kw_suggest(sig, key);
+            if (!fs_ver->kw_suggest) {
+                PyErr_Format(PyExc_TypeError,
+                             "'%S' is an invalid keyword argument for %s()",
+                             key, sig->fname);
+                return;
+            }
+            const char *hint = fs_suggest_keyword(sig->names, sig->nparams,
+                                                  key);
             if (hint != NULL) {
                 PyErr_Format(PyExc_TypeError,
                              "%s() got an unexpected keyword argument '%S'."
@@ -284,11 +279,6 @@ kw_unexpected(const ep_sig *sig, PyObject *kwnames, PyObject *kwdict)
                              "%s() got an unexpected keyword argument '%S'",
                              sig->fname, key);
             }
-#else
-            PyErr_Format(PyExc_TypeError,
-                         "'%S' is an invalid keyword argument for %s()",
-                         key, sig->fname);
-#endif
             return;
         }
     }
@@ -368,25 +358,6 @@ missing:
                  "%s() missing required argument '%s' (pos %d)",
                  sig->fname, sig->names[i], i + 1);
     return -1;
-}
-
-/* Clinic's unsigned_int(bitwise=True): any int, taken modulo 2**32. */
-static int
-ep_as_mask(PyObject *obj, unsigned int *out)
-{
-#if PY_VERSION_HEX < 0x030A0000
-    if (PyFloat_Check(obj)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "integer argument expected, got float");
-        return -1;
-    }
-#endif
-    unsigned long v = PyLong_AsUnsignedLongMask(obj);
-    if (v == (unsigned long)-1 && PyErr_Occurred()) {
-        return -1;
-    }
-    *out = (unsigned int)v;
-    return 0;
 }
 
 /* -- construction --------------------------------------------------------- */
@@ -483,12 +454,17 @@ static PyObject *
 ep_close(ep_object *self, PyObject *Py_UNUSED(ignored))
 {
     /* The buffer stays: another thread may be inside poll() using it. */
-    int fd = self->epfd;
+    int fd = self->epfd, rc = 0;
     if (fd >= 0) {
         self->epfd = -1;
         Py_BEGIN_ALLOW_THREADS
-        (void)close(fd);        /* CPython's close() never reports failure */
+        rc = close(fd);
         Py_END_ALLOW_THREADS
+    }
+    /* 3.15 reports a failed close(2) (gh-146205); the object is closed
+     * either way */
+    if (rc < 0 && fs_ver->close_raises) {
+        return PyErr_SetFromErrno(PyExc_OSError);
     }
     Py_RETURN_NONE;
 }
@@ -578,7 +554,7 @@ ep_ctl_call(ep_object *self, const ep_sig *sig, int op, PyObject *const *args,
     if (fd < 0) {
         return NULL;
     }
-    if (a[1] != NULL && ep_as_mask(a[1], &mask) < 0) {
+    if (a[1] != NULL && fs_as_uint_mask(a[1], &mask) < 0) {
         return NULL;
     }
     return ep_ctl(self, op, fd, mask);
@@ -758,8 +734,8 @@ ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
         if (fs_ns_from_seconds_object(timeout_obj, FS_ROUND_UP,
                                       &timeout) < 0) {
             if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-                PyErr_SetString(PyExc_TypeError,
-                                "timeout must be an integer or None");
+                fs_timeout_type_error(timeout_obj,
+                                      "timeout must be an integer or None");
             }
             return NULL;
         }
@@ -1022,6 +998,13 @@ fs_epoll_setup(PyObject *module, fs_state *st)
             return -1;
         }
     }
+#ifdef EPOLLWAKEUP
+    /* exported from 3.14 on */
+    if (fs_ver->epollwakeup
+        && fs_add_int(module, "EPOLLWAKEUP", EPOLLWAKEUP) < 0) {
+        return -1;
+    }
+#endif
     st->epoll_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &ep_spec,
                                                               NULL);
     if (st->epoll_type == NULL) {

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "backend.h"            /* FS_HAVE_*: the mechanisms this build has */
+#include "pyver.h"              /* fs_ver: what differs between versions */
 
 /* Per-module state (PEP 489/573).  Objects keep a borrowed pointer to it:
  * their heap type owns the module, so the state outlives every instance. */
@@ -42,6 +43,28 @@ int fs_fileno(PyObject *obj);
 /* Argument Clinic's `int` converter (_PyLong_AsInt) with the running
  * version's texts.  Returns 0, or -1 with an exception set. */
 int fs_as_int(PyObject *obj, int *out);
+
+/* Argument Clinic's unsigned_int(bitwise=True): any int modulo 2**32, with
+ * the running version's warning for values outside [INT_MIN, UINT_MAX].
+ * Returns 0, or -1 with an exception set. */
+int fs_as_uint_mask(PyObject *obj, unsigned int *out);
+
+/* Argument Clinic's unsigned_short (_PyLong_UnsignedShort_Converter) with
+ * the running version's rules and texts.  0, or -1 with an exception. */
+int fs_as_ushort(PyObject *obj, unsigned short *out);
+
+/* 1 if the int v lies in [min, max], else 0.  Never raises. */
+int fs_long_in_range(PyObject *v, long long min, unsigned long long max);
+
+/* Replace a TypeError from fs_ns_from_*_object() with the running
+ * version's text: `legacy` up to 3.14 (each caller has its own), the
+ * shared "timeout must be a real number or None, not <type>" after. */
+void fs_timeout_type_error(PyObject *obj, const char *legacy);
+
+/* The same for kqueue.control(), whose rule differs: up to 3.14 every
+ * conversion failure becomes "timeout argument must be a number or None,
+ * got <name>"; 3.15 rewrites only a TypeError, as fs_timeout_type_error. */
+void fs_kqueue_timeout_error(PyObject *obj);
 
 /* Argument Clinic's checks for positional-only functions, with its texts.
  * Each returns 0, or -1 with TypeError set. */
@@ -85,8 +108,9 @@ typedef enum {
     FS_ROUND_UP,              /* away from zero: CPython's ROUND_TIMEOUT */
 } fs_round_t;
 
-/* Convert seconds (int or float) to nanoseconds like _PyTime_FromSecondsObject,
- * with the same exceptions and texts for the running CPython version. */
+/* Convert seconds (int or float; 3.15: anything with __float__) to
+ * nanoseconds like _PyTime_FromSecondsObject, with the same exceptions and
+ * texts for the running CPython version. */
 int fs_ns_from_seconds_object(PyObject *obj, fs_round_t round, int64_t *ns);
 /* Same for milliseconds (_PyTime_FromMillisecondsObject). */
 int fs_ns_from_ms_object(PyObject *obj, fs_round_t round, int64_t *ns);
@@ -99,6 +123,12 @@ int64_t fs_monotonic_ns(void);
 int fs_add_int(PyObject *module, const char *name, long value);
 /* PyModule_AddObjectRef for 3.9 too: does not steal; -1 on error. */
 int fs_add_object(PyObject *module, const char *name, PyObject *value);
+
+/* --- poll.c --------------------------------------------------------------- */
+
+/* 1 where poll.poll() takes any PyTime_t timeout (3.15 with ppoll(): no
+ * "timeout is too large" past a C int of milliseconds), else 0. */
+int fs_poll_timeout_unbounded(void);
 
 /* --- per-file setup hooks, called from the module's exec slot ------------ */
 int fs_select_setup(PyObject *module, fs_state *st);

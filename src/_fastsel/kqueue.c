@@ -629,6 +629,13 @@ static PyMemberDef kevent_members[] = {
 /* Exact ints in range take the fast path; anything else goes through
  * PyArg_ParseTupleAndKeywords with CPython's own format, so conversions,
  * warnings and error texts are those of the running version. */
+/* 3.15's PyArg_Parse warns for a bitwise field outside [signed min,
+ * unsigned max] of its C type: such values take the slow path. */
+#define KQ_BITWISE_FITS(obj, type)                                          \
+    (!fs_ver->bitwise_warn                                                  \
+     || fs_long_in_range((obj), -(long long)((type)-1 >> 1) - 1,            \
+                         (unsigned long long)(type)-1))
+
 static int
 kevent_parse_fast(PyObject *args, kq_filter_arg *filter, kq_flags_arg *flags,
                   kq_fflags_arg *fflags, kq_data_arg *data,
@@ -643,9 +650,19 @@ kevent_parse_fast(PyObject *args, kq_filter_arg *filter, kq_flags_arg *flags,
             return 0;
         }
     }
+    if ((n > 2 && !KQ_BITWISE_FITS(PyTuple_GET_ITEM(args, 2), kq_flags_arg))
+        || (n > 3
+            && !KQ_BITWISE_FITS(PyTuple_GET_ITEM(args, 3), kq_fflags_arg))
+        || (n > 5
+            && !KQ_BITWISE_FITS(PyTuple_GET_ITEM(args, 5), kq_uintptr_arg))) {
+        return 0;
+    }
     int overflow;
     if (n > 1) {
 #ifdef __NetBSD__
+        if (!KQ_BITWISE_FITS(PyTuple_GET_ITEM(args, 1), kq_filter_arg)) {
+            return 0;
+        }
         *filter = (kq_filter_arg)PyLong_AsUnsignedLongMask(
             PyTuple_GET_ITEM(args, 1));
 #else
@@ -880,24 +897,25 @@ kq_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return kq_new_object(type, -1);
 }
 
-static void
+/* 0, or -1 with errno when close(2) failed; closed either way. */
+static int
 kq_close_fd(fs_kqueue *self)
 {
-    int fd = kq_fd(self);
+    int fd = kq_fd(self), rc = 0;
     if (fd >= 0) {
         self->fd = -1;
-        /* CPython ignores close() errors here, and so do we */
         Py_BEGIN_ALLOW_THREADS
-        (void)close(fd);
+        rc = close(fd);
         Py_END_ALLOW_THREADS
     }
+    return rc;
 }
 
 static void
 kq_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
-    kq_close_fd((fs_kqueue *)op);
+    (void)kq_close_fd((fs_kqueue *)op);      /* nobody to tell */
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -905,7 +923,10 @@ kq_dealloc(PyObject *op)
 static PyObject *
 kq_close(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    kq_close_fd((fs_kqueue *)op);
+    /* 3.15 reports a failed close(2) (gh-146205); older versions do not */
+    if (kq_close_fd((fs_kqueue *)op) < 0 && fs_ver->close_raises) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     Py_RETURN_NONE;
 }
 
@@ -973,14 +994,8 @@ kq_control(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     if (otimeout != Py_None) {
-        /* any conversion error becomes this TypeError, as in CPython */
         if (fs_ns_from_seconds_object(otimeout, FS_ROUND_UP, &timeout) < 0) {
-            const char *name = Py_TYPE(otimeout)->tp_name;
-            const char *dot = strrchr(name, '.');
-            PyErr_Format(PyExc_TypeError,
-                         "timeout argument must be a number or None, "
-                         "got %.200s",
-                         dot != NULL ? dot + 1 : name);
+            fs_kqueue_timeout_error(otimeout);
             return NULL;
         }
         /* _PyTime_AsTimespec floors: any negative timeout has tv_sec < 0 */

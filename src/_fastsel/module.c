@@ -25,6 +25,9 @@ fastsel_exec(PyObject *module)
 {
     fs_state *st = fs_get_state(module);
 
+    if (fs_pyver_init() < 0) {
+        return -1;
+    }
     st->str_fileno = PyUnicode_InternFromString("fileno");
     if (st->str_fileno == NULL) {
         return -1;
@@ -81,7 +84,7 @@ fastsel_free(void *module)
 
 static PyModuleDef_Slot fastsel_slots[] = {
     {Py_mod_exec, fastsel_exec},
-#if PY_VERSION_HEX >= 0x030C0000
+#ifdef FS_PY_HAVE_MULTIPLE_INTERPRETERS_SLOT
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
     {0, NULL},

@@ -25,44 +25,6 @@ typedef struct {
 
 #define TOK_OBJ(tok) ((PyObject *)(uintptr_t)(tok))
 
-/* --- argument helpers --------------------------------------------------- */
-
-/* The stdlib's "unsigned short" converter (_PyLong_UnsignedShort_Converter):
- * ints only (no __index__), negative -> ValueError. */
-static int
-mask_converter(PyObject *obj, unsigned short *out)
-{
-    if (!PyLong_Check(obj)) {
-        PyErr_SetString(PyExc_TypeError, "an integer is required");
-        return -1;
-    }
-    int overflow;
-    long v = PyLong_AsLongAndOverflow(obj, &overflow);
-    if (v == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (overflow < 0 || (overflow == 0 && v < 0)) {
-        PyErr_SetString(PyExc_ValueError, "value must be positive");
-        return -1;
-    }
-    if (overflow > 0) {
-        /* past LONG_MAX: the stdlib's unsigned long conversion decides the
-         * exception text */
-        unsigned long u = PyLong_AsUnsignedLong(obj);
-        if (u == (unsigned long)-1 && PyErr_Occurred()) {
-            return -1;
-        }
-        v = LONG_MAX;
-    }
-    if (v > USHRT_MAX) {
-        PyErr_SetString(PyExc_OverflowError,
-                        "Python int too large for C unsigned short");
-        return -1;
-    }
-    *out = (unsigned short)v;
-    return 0;
-}
-
 /* --- the poll object ---------------------------------------------------- */
 
 static PyObject *
@@ -78,7 +40,7 @@ poll_register(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
     if (fd < 0) {
         return NULL;
     }
-    if (nargs == 2 && mask_converter(args[1], &mask) < 0) {
+    if (nargs == 2 && fs_as_ushort(args[1], &mask) < 0) {
         return NULL;
     }
     int idx = fdtab_find(&self->tab, fd);
@@ -114,7 +76,7 @@ poll_modify(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     int fd = fs_fileno(args[0]);
-    if (fd < 0 || mask_converter(args[1], &mask) < 0) {
+    if (fd < 0 || fs_as_ushort(args[1], &mask) < 0) {
         return NULL;
     }
     int idx = fdtab_find(&self->tab, fd);
@@ -208,12 +170,43 @@ poll_sync(fs_poll *self)
     return 0;
 }
 
+/* ppoll() where the system has it (Linux, FreeBSD, NetBSD, OpenBSD;
+ * not macOS), as CPython's HAVE_PPOLL. */
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) \
+    || defined(__OpenBSD__) || defined(__DragonFly__)
+#  define FS_PPOLL_OK 1
+
+/* Wait up to timeout_ns (< 0: no limit).  No GIL. */
+static int
+poll_ns(struct pollfd *pfd, nfds_t nfd, int64_t timeout_ns)
+{
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000);
+        tsp = &ts;
+    }
+    return ppoll(pfd, nfd, tsp, NULL);
+}
+#else
+#  define FS_PPOLL_OK 0
+#  define poll_ns(pfd, nfd, timeout_ns) (errno = ENOSYS, -1)
+#endif
+
+int
+fs_poll_timeout_unbounded(void)
+{
+    return FS_PPOLL_OK && fs_ver->poll_ppoll;
+}
+
 static PyObject *
 poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames)
 {
     int64_t timeout = -1, deadline = 0;
     long long ms = -1;
+    /* 3.15 waits with ppoll(): nanoseconds, no C int of milliseconds */
+    const int use_ppoll = fs_poll_timeout_unbounded();
     if (fs_no_kwargs(kwnames, "poll.poll") < 0
         || fs_check_positional("poll", nargs, 0, 1) < 0) {
         return NULL;
@@ -221,18 +214,20 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
     if (nargs == 1 && args[0] != Py_None) {
         if (fs_ns_from_ms_object(args[0], FS_ROUND_UP, &timeout) < 0) {
             if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-                PyErr_SetString(PyExc_TypeError,
-                                "timeout must be an integer or None");
+                fs_timeout_type_error(args[0],
+                                      "timeout must be an integer or None");
             }
             return NULL;
         }
         ms = fs_ns_divide(timeout, 1000000, FS_ROUND_UP);
-        if (ms < INT_MIN || ms > INT_MAX) {
+        if (!use_ppoll && (ms < INT_MIN || ms > INT_MAX)) {
             PyErr_SetString(PyExc_OverflowError, "timeout is too large");
             return NULL;
         }
         if (timeout > 0) {
-            deadline = fs_monotonic_ns() + timeout;
+            /* saturate: PyTime_t allows deadlines past INT64_MAX */
+            int64_t now = fs_monotonic_ns();
+            deadline = timeout > INT64_MAX - now ? INT64_MAX : now + timeout;
         }
     }
     if (ms < 0) {
@@ -257,7 +252,8 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
     self->running = 1;
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
-        n = poll(pfd, nfd, (int)ms);
+        n = use_ppoll ? poll_ns(pfd, nfd, timeout)
+                      : poll(pfd, nfd, (int)ms);
         err = errno;
         Py_END_ALLOW_THREADS
         if (n >= 0 || err != EINTR) {
@@ -275,6 +271,7 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
                 break;
             }
             ms = fs_ns_divide(left, 1000000, FS_ROUND_CEILING);
+            timeout = left;
         }
     }
     if (n < 0) {
@@ -338,7 +335,7 @@ poll_dealloc(fs_poll *self)
     Py_DECREF(tp);
 }
 
-#if PY_VERSION_HEX < 0x030A0000
+#ifdef FS_PY_POLL_TP_NEW
 /* 3.9 has no Py_TPFLAGS_DISALLOW_INSTANTIATION; its select.poll says this */
 static PyObject *
 poll_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -377,7 +374,7 @@ static PyMethodDef poll_methods[] = {
 static PyType_Slot poll_slots[] = {
     {Py_tp_dealloc, poll_dealloc},
     {Py_tp_methods, poll_methods},
-#if PY_VERSION_HEX < 0x030A0000
+#ifdef FS_PY_POLL_TP_NEW
     {Py_tp_new, poll_tp_new},
 #endif
     {0, NULL},
@@ -387,11 +384,7 @@ static PyType_Slot poll_slots[] = {
 static PyType_Spec poll_spec = {
     .name = "select.poll",
     .basicsize = sizeof(fs_poll),
-    .flags = Py_TPFLAGS_DEFAULT
-#if PY_VERSION_HEX >= 0x030A0000
-             | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE
-#endif
-    ,
+    .flags = Py_TPFLAGS_DEFAULT | FS_PY_DISALLOW_INSTANTIATION,
     .slots = poll_slots,
 };
 

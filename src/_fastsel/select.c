@@ -97,8 +97,8 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     if (nargs == 4 && args[3] != Py_None) {
         if (fs_ns_from_seconds_object(args[3], FS_ROUND_UP, &timeout) < 0) {
             if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-                PyErr_SetString(PyExc_TypeError,
-                                "timeout must be a float or None");
+                fs_timeout_type_error(args[3],
+                                      "timeout must be a float or None");
             }
             return NULL;
         }

@@ -1,5 +1,6 @@
 /* util.c - conversions shared by every object: fds, timeouts, clocks. */
 #include "fastsel.h"
+#include "pyver.h"
 
 #include <math.h>
 #include <string.h>
@@ -33,14 +34,11 @@ fs_fileno(PyObject *obj)
 int
 fs_as_int(PyObject *obj, int *out)
 {
-#if PY_VERSION_HEX < 0x030A0000
-    /* 3.9's converters still refused floats with their own text */
-    if (PyFloat_Check(obj)) {
+    if (fs_ver->int_refuses_float && PyFloat_Check(obj)) {
         PyErr_SetString(PyExc_TypeError,
                         "integer argument expected, got float");
         return -1;
     }
-#endif
     int overflow;
     long v = PyLong_AsLongAndOverflow(obj, &overflow);
     if (v == -1 && PyErr_Occurred()) {
@@ -55,73 +53,184 @@ fs_as_int(PyObject *obj, int *out)
     return 0;
 }
 
-/* CPython's overflow texts changed over time; match the running version. */
+int
+fs_long_in_range(PyObject *v, long long min, unsigned long long max)
+{
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (x == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (overflow < 0) {
+        return 0;
+    }
+    if (overflow > 0) {
+        unsigned long long u = PyLong_AsUnsignedLongLong(v);
+        if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return u <= max;
+    }
+    return x >= min && (x < 0 || (unsigned long long)x <= max);
+}
+
+int
+fs_as_uint_mask(PyObject *obj, unsigned int *out)
+{
+    if (fs_ver->int_refuses_float && PyFloat_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "integer argument expected, got float");
+        return -1;
+    }
+    if (!fs_ver->bitwise_warn) {
+        unsigned long v = PyLong_AsUnsignedLongMask(obj);
+        if (v == (unsigned long)-1 && PyErr_Occurred()) {
+            return -1;
+        }
+        *out = (unsigned int)v;
+        return 0;
+    }
+    /* __index__ once, then the range check on its result */
+    PyObject *n = PyLong_Check(obj) ? obj : PyNumber_Index(obj);
+    if (n == NULL) {
+        return -1;
+    }
+    if (n == obj) {
+        Py_INCREF(n);
+    }
+    int rc = 0;
+    if (!fs_long_in_range(n, INT_MIN, UINT_MAX)
+        && PyErr_WarnEx(PyExc_DeprecationWarning,
+                        "integer value out of range", 1) < 0) {
+        rc = -1;
+    }
+    else {
+        *out = (unsigned int)PyLong_AsUnsignedLongMask(n);
+    }
+    Py_DECREF(n);
+    return rc;
+}
+
+/* Up to 3.13: PyLong only, and unsigned long decides past LONG_MAX. */
+static int
+ushort_from_long(PyObject *obj, unsigned short *out)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError, "an integer is required");
+        return -1;
+    }
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow < 0 || (overflow == 0 && v < 0)) {
+        PyErr_SetString(PyExc_ValueError, "value must be positive");
+        return -1;
+    }
+    if (overflow > 0) {
+        unsigned long u = PyLong_AsUnsignedLong(obj);
+        if (u == (unsigned long)-1 && PyErr_Occurred()) {
+            return -1;
+        }
+        v = LONG_MAX;
+    }
+    if (v > USHRT_MAX) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large for C unsigned short");
+        return -1;
+    }
+    *out = (unsigned short)v;
+    return 0;
+}
+
+/* 3.14+: through __index__, one text per direction. */
+static int
+ushort_from_index(PyObject *obj, unsigned short *out)
+{
+    PyObject *n = PyLong_Check(obj) ? obj : PyNumber_Index(obj);
+    if (n == NULL) {
+        return -1;
+    }
+    if (n == obj) {
+        Py_INCREF(n);
+    }
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(n, &overflow);
+    Py_DECREF(n);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow < 0 || (overflow == 0 && v < 0)) {
+        PyErr_SetString(PyExc_ValueError, "Cannot convert negative int");
+        return -1;
+    }
+    if (overflow > 0 || v > USHRT_MAX) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large for C unsigned short");
+        return -1;
+    }
+    *out = (unsigned short)v;
+    return 0;
+}
+
+int
+fs_as_ushort(PyObject *obj, unsigned short *out)
+{
+    if (fs_ver->ushort_rule == FS_USHORT_INDEX) {
+        return ushort_from_index(obj, out);
+    }
+    return ushort_from_long(obj, out);
+}
+
+void
+fs_timeout_type_error(PyObject *obj, const char *legacy)
+{
+    if (fs_ver->timeout_rule == FS_TIMEOUT_REAL) {
+#ifdef FS_PY_HAVE_FORMAT_T
+        PyErr_Format(PyExc_TypeError,
+                     "timeout must be a real number or None, not %T", obj);
+#else
+        /* no row before 3.13 has this rule */
+        PyErr_Format(PyExc_TypeError,
+                     "timeout must be a real number or None, not %.200s",
+                     Py_TYPE(obj)->tp_name);
+#endif
+        return;
+    }
+    PyErr_SetString(PyExc_TypeError, legacy);
+}
+
+void
+fs_kqueue_timeout_error(PyObject *obj)
+{
+    if (fs_ver->timeout_rule == FS_TIMEOUT_REAL) {
+        /* 3.15 lets OverflowError and ValueError through (gh-154836) */
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            fs_timeout_type_error(obj, NULL);
+        }
+        return;
+    }
+    /* up to 3.14 any failure becomes this, with the type's last name */
+    const char *name = Py_TYPE(obj)->tp_name;
+    const char *dot = strrchr(name, '.');
+    PyErr_Format(PyExc_TypeError,
+                 "timeout argument must be a number or None, got %.200s",
+                 dot != NULL ? dot + 1 : name);
+}
+
 static void
 time_overflow(void)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    PyErr_SetString(PyExc_OverflowError,
-                    "timestamp too large to convert to C PyTime_t");
-#else
-    PyErr_SetString(PyExc_OverflowError,
-                    "timestamp too large to convert to C _PyTime_t");
-#endif
+    PyErr_SetString(PyExc_OverflowError, fs_ver->time_int_overflow);
 }
-
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
-/* 3.11 changed the float path's text in a bugfix release (3.11.2 still says
- * "_PyTime_t"): ask the running interpreter once, through the stdlib's own
- * conversion; select.select() raises it before any system call. */
-static const char *float_overflow_text;     /* NULL: not asked yet */
-
-static const char *
-probe_float_overflow_text(void)
-{
-    static const char *const time_t_text =
-        "timestamp out of range for platform time_t";
-    static const char *const pytime_text =
-        "timestamp too large to convert to C _PyTime_t";
-    const char *text = time_t_text;
-    PyObject *mod = PyImport_ImportModule("select");
-    PyObject *res = NULL;
-    if (mod != NULL) {
-        res = PyObject_CallMethod(mod, "select", "[][][]d", 1e300);
-        Py_DECREF(mod);
-    }
-    if (res == NULL && PyErr_ExceptionMatches(PyExc_OverflowError)) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        PyObject *msg = value != NULL ? PyObject_Str(value) : NULL;
-        if (msg != NULL
-            && PyUnicode_CompareWithASCIIString(msg, pytime_text) == 0) {
-            text = pytime_text;
-        }
-        Py_XDECREF(msg);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-    }
-    Py_XDECREF(res);
-    PyErr_Clear();
-    return text;
-}
-#endif
 
 static void
 time_t_overflow(void)
 {
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetString(PyExc_OverflowError,
-                    "timestamp out of range for platform time_t");
-#elif PY_VERSION_HEX >= 0x030B0000
-    if (float_overflow_text == NULL) {
-        float_overflow_text = probe_float_overflow_text();
-    }
-    PyErr_SetString(PyExc_OverflowError, float_overflow_text);
-#else
-    time_overflow();
-#endif
+    PyErr_SetString(PyExc_OverflowError, fs_pyver_float_overflow());
 }
 
 static double
@@ -157,8 +266,22 @@ static int
 ns_from_object(PyObject *obj, fs_round_t round_mode, int64_t unit_to_ns,
                int64_t *ns)
 {
-    if (PyFloat_Check(obj)) {
-        double d = PyFloat_AsDouble(obj);
+    int is_float = PyFloat_Check(obj);
+    double d = 0.0;
+    if (is_float) {
+        d = PyFloat_AS_DOUBLE(obj);
+    }
+    else if (fs_ver->timeout_rule == FS_TIMEOUT_REAL && !PyLong_Check(obj)
+             && !PyIndex_Check(obj)) {
+        /* 3.15: whatever __float__ gives (a TypeError here is the
+         * caller's "real number" error) */
+        d = PyFloat_AsDouble(obj);
+        if (d == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+        is_float = 1;
+    }
+    if (is_float) {
         if (isnan(d)) {
             PyErr_SetString(PyExc_ValueError,
                             "Invalid value NaN (not a number)");

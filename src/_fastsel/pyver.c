@@ -1,0 +1,113 @@
+/* pyver.c - the version table: what differs between CPython versions, one
+ * row per version (see pyver.h for what each column means). */
+#include "pyver.h"
+
+static const char PYTIME_OLD[] = "timestamp too large to convert to C _PyTime_t";
+static const char PYTIME_13[] = "timestamp too large to convert to C PyTime_t";
+static const char TIME_T[] = "timestamp out of range for platform time_t";
+static const char PYTIME_RANGE[] = "timestamp out of range for C PyTime_t";
+
+/* Rows in version order; the last row whose minor is <= the running one
+ * applies, so a new CPython that changes nothing needs no row at all. */
+static const fs_pyver rows[] = {
+    {.minor = 9,
+     .time_int_overflow = PYTIME_OLD, .time_float_overflow = PYTIME_OLD,
+     .int_refuses_float = 1,
+     .timeout_rule = FS_TIMEOUT_INT_OR_FLOAT, .ushort_rule = FS_USHORT_LONG},
+    {.minor = 10,
+     .time_int_overflow = PYTIME_OLD, .time_float_overflow = PYTIME_OLD,
+     .kw_nonstr_error = 1,
+     .timeout_rule = FS_TIMEOUT_INT_OR_FLOAT, .ushort_rule = FS_USHORT_LONG},
+    /* 3.11 changed the float text in a bugfix release (3.11.2 still has
+     * the old one): NULL asks the interpreter */
+    {.minor = 11,
+     .time_int_overflow = PYTIME_OLD, .time_float_overflow = NULL,
+     .kw_nonstr_error = 1,
+     .timeout_rule = FS_TIMEOUT_INT_OR_FLOAT, .ushort_rule = FS_USHORT_LONG},
+    {.minor = 12,
+     .time_int_overflow = PYTIME_OLD, .time_float_overflow = TIME_T,
+     .kw_nonstr_error = 1,
+     .timeout_rule = FS_TIMEOUT_INT_OR_FLOAT, .ushort_rule = FS_USHORT_LONG},
+    {.minor = 13,
+     .time_int_overflow = PYTIME_13, .time_float_overflow = TIME_T,
+     .kw_nonstr_error = 1, .kw_suggest = 1,
+     .timeout_rule = FS_TIMEOUT_INT_OR_FLOAT, .ushort_rule = FS_USHORT_LONG},
+    {.minor = 14,
+     .time_int_overflow = PYTIME_RANGE, .time_float_overflow = PYTIME_RANGE,
+     .kw_nonstr_error = 1, .kw_suggest = 1,
+     .timeout_rule = FS_TIMEOUT_INT_OR_FLOAT, .ushort_rule = FS_USHORT_INDEX,
+     .epollwakeup = 1},
+    {.minor = 15,
+     .time_int_overflow = PYTIME_RANGE, .time_float_overflow = PYTIME_RANGE,
+     .kw_nonstr_error = 1, .kw_suggest = 1,
+     .timeout_rule = FS_TIMEOUT_REAL, .ushort_rule = FS_USHORT_INDEX,
+     .epollwakeup = 1, .bitwise_warn = 1, .poll_ppoll = 1,
+     .close_raises = 1},
+};
+
+const fs_pyver *fs_ver = &rows[0];
+static const char *float_overflow = PYTIME_OLD;
+
+static unsigned long
+running_version(void)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    return Py_Version;              /* the interpreter, not our headers */
+#else
+    return PY_VERSION_HEX;
+#endif
+}
+
+/* The float overflow text, asked of time.sleep(): it converts with the
+ * same function as select() and raises before sleeping.  Any surprise
+ * falls back to the newer text. */
+static const char *
+ask_float_overflow(void)
+{
+    const char *text = TIME_T;
+    PyObject *res = NULL, *mod = PyImport_ImportModule("time");
+    if (mod != NULL) {
+        res = PyObject_CallMethod(mod, "sleep", "d", 1e300);
+        Py_DECREF(mod);
+    }
+    if (res == NULL && PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *msg = value != NULL ? PyObject_Str(value) : NULL;
+        if (msg != NULL
+            && PyUnicode_CompareWithASCIIString(msg, PYTIME_OLD) == 0) {
+            text = PYTIME_OLD;
+        }
+        Py_XDECREF(msg);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
+    Py_XDECREF(res);
+    PyErr_Clear();
+    return text;
+}
+
+int
+fs_pyver_init(void)
+{
+    unsigned long v = running_version();
+    int major = (int)((v >> 24) & 0xff), minor = (int)((v >> 16) & 0xff);
+    const fs_pyver *row = &rows[0];
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        if (major > 3 || rows[i].minor <= minor) {
+            row = &rows[i];
+        }
+    }
+    float_overflow = row->time_float_overflow != NULL
+                     ? row->time_float_overflow : ask_float_overflow();
+    fs_ver = row;
+    return 0;
+}
+
+const char *
+fs_pyver_float_overflow(void)
+{
+    return float_overflow;
+}
