@@ -10,6 +10,8 @@ directly; select() results are sorted by fd.
 from __future__ import annotations
 
 import collections.abc
+import decimal
+import fractions
 import math
 import os
 import selectors as std_selectors
@@ -506,9 +508,38 @@ def test_select_hangup_reports_both_masked(diff, kind):
     diff(on(kind, body))
 
 
+class Comparable:
+    """Compares as a positive number; `value` answers * and float()."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __le__(self, other):
+        return False
+
+    __lt__ = __le__
+
+    def __gt__(self, other):
+        return True
+
+    def __mul__(self, other):
+        return self.value
+
+    def __repr__(self):
+        return f"Comparable({self.value!r})"
+
+
+class WithFloat(Comparable):
+    def __float__(self):
+        return 0.5
+
+
 @pytest.mark.parametrize("timeout", [
     0, 0.0, -1, -0.5, -math.inf, 1e-9, 0.0001, 0.0015, 1, 1e7, 1e300, 10 ** 30,
     math.inf, math.nan, "1", None, True, 2 ** 64, -(2 ** 64), 3j,
+    # 3.15: timeouts are real numbers (__float__), one wrong-type text
+    fractions.Fraction(1, 2), decimal.Decimal("0.5"), WithFloat(500.0),
+    Comparable(500.0), Comparable("x"),
 ])
 def test_select_timeout_conversion(diff, kind, pairs, timeout):
     # a ready fd keeps every accepted timeout from blocking

@@ -47,14 +47,18 @@ typedef struct {
     /* 3.15: poll.poll() takes any millisecond count PyTime_t holds (it
      * waits with ppoll()), not only a C int's */
     int poll_ms_unbounded;
+    /* 3.15: a timeout of the wrong type gets the time converter's own text
+     * ("timeout must be a real number or None, not T") from every poller;
+     * before, each poller had its own */
+    int timeout_shared_text;
 } sel_pyver;
 
 static const sel_pyver sel_pyver_rows[] = {
-    /* minor qual  bool  kwhint mapget pollms */
-    {9,     0,    0,    0,     0,     0},
-    {10,    1,    0,    0,     0,     0},
-    {13,    1,    1,    1,     1,     0},
-    {15,    1,    1,    1,     1,     1},
+    /* minor qual  bool  kwhint mapget pollms text */
+    {9,     0,    0,    0,     0,     0,     0},
+    {10,    1,    0,    0,     0,     0,     0},
+    {13,    1,    1,    1,     1,     0,     0},
+    {15,    1,    1,    1,     1,     1,     1},
 };
 
 /* The running interpreter's row (an extension is built per version, so
@@ -1126,7 +1130,8 @@ sel_choose_backend(sel_object *s, PyObject *module)
     if (s->kind == K_SELECT) {
         return 0;               /* SelectSelector has no _selector_cls */
     }
-    PyObject *cls = PyObject_GetAttrString((PyObject *)s, "_selector_cls");
+    /* interned: the type attribute cache then answers */
+    PyObject *cls = PyObject_GetAttr((PyObject *)s, s->st->str_selector_cls);
     if (cls == NULL) {
         return -1;
     }
@@ -1582,7 +1587,8 @@ poller_ms_result(int rc, int64_t n, fs_round_t round, int int_ms,
                  int64_t *ns)
 {
     if (rc < 0) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+        if (!sel_ver->timeout_shared_text
+            && PyErr_ExceptionMatches(PyExc_TypeError)) {
             PyErr_SetString(PyExc_TypeError,
                             "timeout must be an integer or None");
         }
@@ -1741,6 +1747,9 @@ max0_timeout(int kind, PyObject *timeout, int64_t *ns)
         }
     }
     if (fs_ns_from_seconds_object(t, FS_ROUND_UP, ns) < 0) {
+        if (sel_ver->timeout_shared_text) {
+            return -1;
+        }
         if (kind == K_KQUEUE) {
             const char *name = Py_TYPE(t)->tp_name;
             const char *dot = strrchr(name, '.');
@@ -2656,8 +2665,8 @@ set_selector_cls(PyObject *module, fs_state *st, int kind)
         }
         return -1;
     }
-    int rc = PyObject_SetAttrString((PyObject *)st->selector_types[kind],
-                                    "_selector_cls", cls);
+    int rc = PyObject_SetAttr((PyObject *)st->selector_types[kind],
+                              st->str_selector_cls, cls);
     Py_DECREF(cls);
     return rc;
 }
@@ -2667,6 +2676,10 @@ fs_selector_setup(PyObject *module, fs_state *st)
 {
     (void)pthread_once(&atfork_once, install_atfork);
     sel_pyver_init();
+    st->str_selector_cls = PyUnicode_InternFromString("_selector_cls");
+    if (st->str_selector_cls == NULL) {
+        return -1;
+    }
 
     PyObject *selectors = PyImport_ImportModule("selectors");
     if (selectors == NULL) {
@@ -2752,6 +2765,7 @@ fs_selector_traverse(fs_state *st, visitproc visit, void *arg)
     Py_VISIT(st->selmap_base_type);
     Py_VISIT(st->selmap_type);
     Py_VISIT(st->selmap_iter_type);
+    Py_VISIT(st->str_selector_cls);
     return 0;
 }
 
@@ -2766,4 +2780,5 @@ fs_selector_clear(fs_state *st)
     Py_CLEAR(st->selmap_base_type);
     Py_CLEAR(st->selmap_type);
     Py_CLEAR(st->selmap_iter_type);
+    Py_CLEAR(st->str_selector_cls);
 }
