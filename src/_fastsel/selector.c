@@ -61,6 +61,12 @@ static const sel_pyver sel_pyver_rows[] = {
     {15,    1,    1,    1,     1,     1,     1},
 };
 
+/* Compile time: PyErr_Format's %T (a type's fully qualified name), 3.13+;
+ * only rows from 3.15 on need it. */
+#if PY_VERSION_HEX >= 0x030D0000
+#  define SEL_HAVE_FORMAT_T 1
+#endif
+
 /* The running interpreter's row (an extension is built per version, so
  * its minor version is known here; the row is looked up, not #if'd). */
 static const sel_pyver *sel_ver = &sel_pyver_rows[0];
@@ -1550,6 +1556,31 @@ ceil_ms_object(PyObject *timeout)
     return c;
 }
 
+/* A TypeError from the time conversion of obj (what the poller got) gets
+ * the poller's text: `legacy` (NULL: leave it) before 3.15, the shared
+ * "real number" text after.  Other errors pass unchanged. */
+static void
+timeout_type_error(PyObject *obj, const char *legacy)
+{
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+        return;
+    }
+    if (!sel_ver->timeout_shared_text) {
+        if (legacy != NULL) {
+            PyErr_SetString(PyExc_TypeError, legacy);
+        }
+        return;
+    }
+#ifdef SEL_HAVE_FORMAT_T
+    PyErr_Format(PyExc_TypeError,
+                 "timeout must be a real number or None, not %T", obj);
+#else
+    PyErr_Format(PyExc_TypeError,
+                 "timeout must be a real number or None, not %.200s",
+                 Py_TYPE(obj)->tp_name);
+#endif
+}
+
 static int
 too_large(void)
 {
@@ -1583,15 +1614,11 @@ poller_ceil_ms(PyObject *timeout, int64_t *ns, PyObject **c)
  * poller's TypeError text and (int_ms) its C int check of the
  * milliseconds. */
 static int
-poller_ms_result(int rc, int64_t n, fs_round_t round, int int_ms,
-                 int64_t *ns)
+poller_ms_result(PyObject *obj, int rc, int64_t n, fs_round_t round,
+                 int int_ms, int64_t *ns)
 {
     if (rc < 0) {
-        if (!sel_ver->timeout_shared_text
-            && PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_SetString(PyExc_TypeError,
-                            "timeout must be an integer or None");
-        }
+        timeout_type_error(obj, "timeout must be an integer or None");
         return -1;
     }
     int64_t msv = fs_ns_divide(n, 1000000, round);
@@ -1669,8 +1696,9 @@ epoll_timeout(PyObject *timeout, int64_t *ns)
     }
     int64_t n = 0;
     int rc = fs_ns_from_seconds_object(sobj, FS_ROUND_UP, &n);
+    rc = poller_ms_result(sobj, rc, n, FS_ROUND_CEILING, 1, ns);
     Py_DECREF(sobj);
-    return poller_ms_result(rc, n, FS_ROUND_CEILING, 1, ns);
+    return rc;
 }
 
 /* PollSelector: poll.poll(math.ceil(timeout * 1e3)) */
@@ -1706,9 +1734,10 @@ poll_timeout(PyObject *timeout, int64_t *ns)
     }
     int64_t n = 0;
     int rc = fs_ns_from_ms_object(c, FS_ROUND_UP, &n);
+    rc = poller_ms_result(c, rc, n, FS_ROUND_UP,
+                          !sel_ver->poll_ms_unbounded, ns);
     Py_DECREF(c);
-    return poller_ms_result(rc, n, FS_ROUND_UP,
-                            !sel_ver->poll_ms_unbounded, ns);
+    return rc;
 }
 
 /* SelectSelector / KqueueSelector: max(timeout, 0) seconds */
@@ -1747,10 +1776,8 @@ max0_timeout(int kind, PyObject *timeout, int64_t *ns)
         }
     }
     if (fs_ns_from_seconds_object(t, FS_ROUND_UP, ns) < 0) {
-        if (sel_ver->timeout_shared_text) {
-            return -1;
-        }
-        if (kind == K_KQUEUE) {
+        if (kind == K_KQUEUE && !sel_ver->timeout_shared_text) {
+            /* kqueue.control() up to 3.14: any failure reads so */
             const char *name = Py_TYPE(t)->tp_name;
             const char *dot = strrchr(name, '.');
             PyErr_Format(PyExc_TypeError,
@@ -1758,9 +1785,8 @@ max0_timeout(int kind, PyObject *timeout, int64_t *ns)
                          "got %.200s",
                          dot ? dot + 1 : name);
         }
-        else if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_SetString(PyExc_TypeError,
-                            "timeout must be a float or None");
+        else {
+            timeout_type_error(t, "timeout must be a float or None");
         }
         return -1;
     }
