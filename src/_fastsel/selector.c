@@ -1355,6 +1355,151 @@ sel_plain(sel_object *s)
            && (s->dict == NULL || PyDict_GET_SIZE(s->dict) == 0);
 }
 
+/* A new key for a modify() that changed events or data; stored in fd's
+ * slot if the slot still holds `key` (Python code may have run). */
+static PyObject *
+modify_replace(sel_object *s, long cfd, PyObject *key, PyObject *events,
+               PyObject *data)
+{
+    PyObject *result = new_key(s->st, PyTuple_GET_ITEM(key, 0),
+                               PyTuple_GET_ITEM(key, 1), events, data);
+    if (result == NULL) {
+        return NULL;
+    }
+    sel_slot *sl = slot_find(s, cfd);
+    if (sl != NULL && slot_key(sl) == key) {
+        Py_INCREF(result);
+        slot_set_key(sl, result);
+    }
+    return result;
+}
+
+/* Drop fd's key after the poller refused a modify, as the stdlib does;
+ * also drop any kernel leftover so the fd can be registered again. */
+static void
+modify_drop(sel_object *s, long cfd, sel_slot *sl)
+{
+    int old = sl->events;
+    PyObject *k = slot_take(s, (int)cfd, sl);
+    Py_DECREF(k);
+    (void)s->ops->remove(s->be, (int)cfd, old);
+}
+
+/* _PollLikeSelector.modify's one kernel modify (no validation of events).
+ * Returns the previous kernel mask, or -1 with an exception. */
+static int
+modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
+                     PyObject *key, PyObject *events)
+{
+    int mask = poller_mask(events);
+    if (mask < 0) {
+        return -1;
+    }
+    sel_slot *sl = slot_find(s, cfd);   /* __and__ may have run Python code */
+    if (sl == NULL || slot_key(sl) != key) {
+        /* unregistered meanwhile: the stdlib's dict-free key path */
+        err_not_registered(fileobj);
+        return -1;
+    }
+    if (warn_bool_fd(sl->boolfd) < 0) {
+        /* raised where the stdlib's poller.modify() would: the key is
+         * dropped as for any failure there.  A warning hook may have run
+         * code that moved or replaced the slot. */
+        sl = slot_find(s, cfd);
+        if (sl != NULL && slot_key(sl) == key) {
+            modify_drop(s, cfd, sl);
+        }
+        return -1;
+    }
+    if (sel_ready(s) < 0) {
+        return -1;
+    }
+    sl = slot_find(s, cfd);             /* a warning filter may run code */
+    if (sl == NULL || slot_key(sl) != key) {
+        err_not_registered(fileobj);
+        return -1;
+    }
+    if (s->ops->modify(s->be, (int)cfd, sl->events, mask,
+                       make_token((int)cfd, sl->gen)) < 0) {
+        int err = errno;
+        modify_drop(s, cfd, sl);
+        set_errno_error(err);
+        return -1;
+    }
+    int old_mask = sl->events;
+    sl->events = (uint8_t)mask;
+    return old_mask;
+}
+
+/* _PollLikeSelector.modify (epoll, poll) after the lookup; ne: whether
+ * events != key.events. */
+static PyObject *
+modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
+              int ne, PyObject *events, PyObject *data)
+{
+    int old_mask = -1;
+    if (ne) {
+        old_mask = modify_poller_kernel(s, fileobj, cfd, key, events);
+        if (old_mask < 0) {
+            return NULL;
+        }
+    }
+    int dne = not_equal(data, PyTuple_GET_ITEM(key, 3));
+    if (dne < 0) {
+        sel_slot *sl = slot_find(s, cfd);
+        if (old_mask >= 0 && sl != NULL && slot_key(sl) == key) {
+            /* the key keeps its events: so does result masking */
+            sl->events = (uint8_t)old_mask;
+        }
+        return NULL;
+    }
+    if (!ne && !dne) {
+        Py_INCREF(key);
+        return key;
+    }
+    return modify_replace(s, cfd, key, events, data);
+}
+
+/* _BaseSelectorImpl.modify (select, kqueue) after the lookup. */
+static PyObject *
+modify_base(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
+            int ne, PyObject *events, PyObject *data)
+{
+    if (ne) {
+        if (sel_plain(s)) {
+            PyObject *k = sel_do_unregister(s, fileobj);
+            if (k == NULL) {
+                return NULL;
+            }
+            Py_DECREF(k);
+            return sel_do_register(s, fileobj, events, data);
+        }
+        /* self.unregister() / self.register(): overrides run */
+        PyObject *name = PyUnicode_FromString("unregister");
+        PyObject *k = name ? PyObject_CallMethodObjArgs(
+            (PyObject *)s, name, fileobj, NULL) : NULL;
+        Py_XDECREF(name);
+        if (k == NULL) {
+            return NULL;
+        }
+        Py_DECREF(k);
+        name = PyUnicode_FromString("register");
+        PyObject *result = name ? PyObject_CallMethodObjArgs(
+            (PyObject *)s, name, fileobj, events, data, NULL) : NULL;
+        Py_XDECREF(name);
+        return result;
+    }
+    int dne = not_equal(data, PyTuple_GET_ITEM(key, 3));
+    if (dne < 0) {
+        return NULL;
+    }
+    if (!dne) {
+        Py_INCREF(key);
+        return key;
+    }
+    return modify_replace(s, cfd, key, PyTuple_GET_ITEM(key, 2), data);
+}
+
 static PyObject *
 sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
@@ -1385,140 +1530,11 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     Py_INCREF(key);
     PyObject *result = NULL;
     int ne = not_equal(events, PyTuple_GET_ITEM(key, 2));
-    if (ne < 0) {
-        goto done;
+    if (ne >= 0) {
+        result = (s->kind == K_EPOLL || s->kind == K_POLL)
+            ? modify_poller(s, fileobj, cfd, key, ne, events, data)
+            : modify_base(s, fileobj, cfd, key, ne, events, data);
     }
-    if (s->kind == K_EPOLL || s->kind == K_POLL) {
-        /* _PollLikeSelector.modify: one kernel modify, no validation */
-        int changed = 0;
-        int old_mask = -1;
-        if (ne) {
-            int mask = poller_mask(events);
-            if (mask < 0) {
-                goto done;
-            }
-            sl = slot_find(s, cfd);     /* __and__ may have run Python code */
-            if (sl == NULL || slot_key(sl) != key) {
-                /* unregistered meanwhile: the stdlib's dict-free key path */
-                goto modify_gone;
-            }
-            if (warn_bool_fd(sl->boolfd) < 0) {
-                /* raised where the stdlib's poller.modify() would: the key
-                 * is dropped as for any failure there.  A warning hook may
-                 * have run code that moved or replaced the slot. */
-                sl = slot_find(s, cfd);
-                if (sl == NULL || slot_key(sl) != key) {
-                    goto done;
-                }
-                int old = sl->events;
-                PyObject *k = slot_take(s, (int)cfd, sl);
-                Py_DECREF(k);
-                (void)s->ops->remove(s->be, (int)cfd, old);
-                goto done;
-            }
-            if (sel_ready(s) < 0) {
-                goto done;
-            }
-            sl = slot_find(s, cfd);     /* a warning filter may run code */
-            if (sl == NULL || slot_key(sl) != key) {
-                goto modify_gone;
-            }
-            if (s->ops->modify(s->be, (int)cfd, sl->events, mask,
-                               make_token((int)cfd, sl->gen)) < 0) {
-                int err = errno;
-                /* drop the key, as the stdlib does; also drop any kernel
-                 * leftover so the fd can be registered again */
-                int old = sl->events;
-                PyObject *k = slot_take(s, (int)cfd, sl);
-                Py_DECREF(k);
-                (void)s->ops->remove(s->be, (int)cfd, old);
-                set_errno_error(err);
-                goto done;
-            }
-            old_mask = sl->events;
-            sl->events = (uint8_t)mask;
-            changed = 1;
-        }
-        int dne = not_equal(data, PyTuple_GET_ITEM(key, 3));
-        sl = slot_find(s, cfd);
-        if (dne < 0) {
-            if (old_mask >= 0 && sl != NULL && slot_key(sl) == key) {
-                /* the key keeps its events: so does result masking */
-                sl->events = (uint8_t)old_mask;
-            }
-            goto done;
-        }
-        if (dne) {
-            changed = 1;
-        }
-        if (!changed) {
-            result = key;
-            Py_INCREF(result);
-            goto done;
-        }
-        result = new_key(s->st, PyTuple_GET_ITEM(key, 0),
-                         PyTuple_GET_ITEM(key, 1), events, data);
-        if (result == NULL) {
-            goto done;
-        }
-        sl = slot_find(s, cfd);
-        if (sl != NULL && slot_key(sl) == key) {
-            Py_INCREF(result);
-            slot_set_key(sl, result);
-        }
-        goto done;
-    }
-    /* _BaseSelectorImpl.modify (select, kqueue) */
-    if (ne) {
-        if (sel_plain(s)) {
-            PyObject *k = sel_do_unregister(s, fileobj);
-            if (k == NULL) {
-                goto done;
-            }
-            Py_DECREF(k);
-            result = sel_do_register(s, fileobj, events, data);
-        }
-        else {
-            PyObject *name = PyUnicode_FromString("unregister");
-            PyObject *k = name ? PyObject_CallMethodObjArgs(
-                (PyObject *)s, name, fileobj, NULL) : NULL;
-            Py_XDECREF(name);
-            if (k == NULL) {
-                goto done;
-            }
-            Py_DECREF(k);
-            name = PyUnicode_FromString("register");
-            result = name ? PyObject_CallMethodObjArgs(
-                (PyObject *)s, name, fileobj, events, data, NULL) : NULL;
-            Py_XDECREF(name);
-        }
-        goto done;
-    }
-    int dne = not_equal(data, PyTuple_GET_ITEM(key, 3));
-    if (dne < 0) {
-        goto done;
-    }
-    if (!dne) {
-        result = key;
-        Py_INCREF(result);
-        goto done;
-    }
-    result = new_key(s->st, PyTuple_GET_ITEM(key, 0),
-                     PyTuple_GET_ITEM(key, 1), PyTuple_GET_ITEM(key, 2),
-                     data);
-    if (result == NULL) {
-        goto done;
-    }
-    sl = slot_find(s, cfd);
-    if (sl != NULL && slot_key(sl) == key) {
-        Py_INCREF(result);
-        slot_set_key(sl, result);
-    }
-    goto done;
-
-modify_gone:
-    err_not_registered(fileobj);
-done:
     Py_DECREF(key);
     return result;
 }
@@ -1940,6 +1956,28 @@ sel_collect(sel_object *s, PyObject *list, int n, Py_ssize_t *j, int dedupe)
     return 0;
 }
 
+/* Room for max events in evbuf (never more than batch). */
+static int
+sel_reserve(sel_object *s, int max, int batch)
+{
+    /* grow geometrically: registrations come in bursts */
+    int ncap = s->evcap > INT_MAX / 2 ? INT_MAX : s->evcap * 2;
+    if (ncap < max) {
+        ncap = max;
+    }
+    if (ncap > batch) {
+        ncap = batch;
+    }
+    fs_event *nb = PyMem_Realloc(s->evbuf, (size_t)ncap * sizeof(*nb));
+    if (nb == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->evbuf = nb;
+    s->evcap = ncap;
+    return 0;
+}
+
 static PyObject *
 sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
@@ -1990,21 +2028,8 @@ sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
      * so they get room for every registration, as the stdlib's do. */
     int batch = s->kind == K_EPOLL ? SEL_BATCH : INT_MAX;
     int max = s->count < 1 ? 1 : (s->count > batch ? batch : (int)s->count);
-    if (s->evcap < max) {
-        /* grow geometrically: registrations come in bursts */
-        int ncap = s->evcap > INT_MAX / 2 ? INT_MAX : s->evcap * 2;
-        if (ncap < max) {
-            ncap = max;
-        }
-        if (ncap > batch) {
-            ncap = batch;
-        }
-        fs_event *nb = PyMem_Realloc(s->evbuf, (size_t)ncap * sizeof(*nb));
-        if (nb == NULL) {
-            return PyErr_NoMemory();
-        }
-        s->evbuf = nb;
-        s->evcap = ncap;
+    if (s->evcap < max && sel_reserve(s, max, batch) < 0) {
+        return NULL;
     }
     s->busy = 1;
     PyObject *list = NULL;
