@@ -5,6 +5,9 @@
  * (key, mask) result tuples, registration-order links) and one backend; the
  * per-mechanism subclasses differ only in their ops table and in the few
  * places where the stdlib's classes differ (timeout conversion, modify).
+ * The class (the first of ours in the MRO) picks the behaviour, and its
+ * _selector_cls the mechanism: fastsel's own runs natively, anything else
+ * is driven through its Python methods ("a replaced _selector_cls").
  *
  * Beyond the stdlib: events carry `fd | generation << 32` so an event from
  * an old registration never reaches a new key on a reused fd; a fork bumps a
