@@ -34,7 +34,7 @@ import sys
 import sysconfig
 
 from setuptools import Extension, setup
-from setuptools.command.bdist_wheel import bdist_wheel
+from setuptools.command.bdist_wheel import bdist_wheel  # setuptools >= 70.1
 from setuptools.command.build_py import build_py
 from setuptools.command.build_ext import build_ext
 

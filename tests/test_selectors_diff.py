@@ -10,6 +10,8 @@ directly; select() results are sorted by fd.
 from __future__ import annotations
 
 import collections.abc
+import decimal
+import fractions
 import math
 import os
 import selectors as std_selectors
@@ -506,9 +508,38 @@ def test_select_hangup_reports_both_masked(diff, kind):
     diff(on(kind, body))
 
 
+class Comparable:
+    """Compares as a positive number; `value` answers * and float()."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __le__(self, other):
+        return False
+
+    __lt__ = __le__
+
+    def __gt__(self, other):
+        return True
+
+    def __mul__(self, other):
+        return self.value
+
+    def __repr__(self):
+        return f"Comparable({self.value!r})"
+
+
+class WithFloat(Comparable):
+    def __float__(self):
+        return 0.5
+
+
 @pytest.mark.parametrize("timeout", [
     0, 0.0, -1, -0.5, -math.inf, 1e-9, 0.0001, 0.0015, 1, 1e7, 1e300, 10 ** 30,
     math.inf, math.nan, "1", None, True, 2 ** 64, -(2 ** 64), 3j,
+    # 3.15: timeouts are real numbers (__float__), one wrong-type text
+    fractions.Fraction(1, 2), decimal.Decimal("0.5"), WithFloat(500.0),
+    Comparable(500.0), Comparable("x"),
 ])
 def test_select_timeout_conversion(diff, kind, pairs, timeout):
     # a ready fd keeps every accepted timeout from blocking
@@ -586,3 +617,248 @@ def test_keyword_errors_and_suggestions(diff, kind, call):
     including 3.13's "Did you mean ...?" (with `self` as a candidate)."""
     meth, args, kwargs = call
     diff(on(kind, lambda sel: getattr(sel, meth)(*args, **kwargs)))
+
+
+# ---- _selector_cls and _map ----------------------------------------------
+
+POLL_LIKE = [k for k in ("EpollSelector", "PollSelector") if k in KINDS]
+MAKER = {"EpollSelector": "epoll", "PollSelector": "poll"}
+
+
+def test_selector_cls_attribute(diff, kind):
+    # the kernel object's maker, from the implementation's own select module
+    def fn(impl):
+        cls = getattr(impl.selectors, kind)
+        if not hasattr(cls, "_selector_cls"):
+            return None
+        maker = cls._selector_cls
+        return maker.__name__, maker is getattr(impl.select, maker.__name__)
+    diff(fn)
+
+
+def test_map_attribute(diff, kind, pairs):
+    a, b = pairs()
+
+    def body(sel):
+        m = sel._map
+        out = [m is sel.get_map(), len(m)]
+        sel.register(a, R)
+        out += [len(sel._map), list(sel._map), sel._map[a] == sel.get_key(a)]
+        sel.close()
+        out += [sel._map is None, sel.get_map() is None, len(m)]
+        return out
+    diff(on(kind, body))
+
+
+def recording(impl, kind, log, fail=None):
+    """A _selector_cls that wraps impl's own kernel object and logs calls;
+    fail maps a method name to the exception it raises instead."""
+    real_maker = getattr(impl.select, MAKER[kind])
+
+    class Recorder:
+        def __init__(self):
+            log.append(("new",))
+            self._real = real_maker()
+
+        def __getattr__(self, name):
+            real = getattr(self._real, name)
+
+            def call(*args):
+                log.append((name,) + args)
+                if fail and name in fail:
+                    raise fail[name]
+                result = real(*args)
+                if name == "poll":
+                    result = sorted(result)
+                    log.append(("->",) + tuple(result))
+                return result
+            return call
+    return Recorder
+
+
+class CountingFileNo:
+    """A file object that logs each fileno() call."""
+
+    def __init__(self, sock, log):
+        self.sock, self.log = sock, log
+
+    def fileno(self):
+        self.log.append(("fileno",))
+        return self.sock.fileno()
+
+    def __repr__(self):
+        return "CountingFileNo()"
+
+
+def subclass_with(impl, kind, maker):
+    return type("Sub", (getattr(impl.selectors, kind),),
+                {"_selector_cls": maker})
+
+
+@pytest.mark.parametrize("kind", POLL_LIKE)
+def test_selector_cls_subclass_call_sequence(diff, kind, pairs):
+    # the kernel object is made by _selector_cls() and driven through its
+    # methods with the stdlib's arguments, in the stdlib's order
+    a, b = pairs()
+    c, d = pairs()
+    f = CountingFileNo(a, None)     # one object: keys compare across runs
+
+    def fn(impl):
+        log = f.log = []
+        sel = subclass_with(impl, kind, recording(impl, kind, log))()
+        out = [sel.register(f, R, "r"), sel.register(c, W)]
+        try:
+            sel.register(c, R)
+        except KeyError as exc:
+            out.append(str(exc))
+        out.append(sel.select(0))
+        b.send(b"x")
+        out.append(sorted(sel.select(None), key=lambda kv: kv[0].fd))
+        a.recv(1)
+        out.append(sel.modify(f, R | W, "rw"))
+        out.append(sel.modify(f, R | W, "data only"))
+        out.append(sel.modify(c, W) is sel.get_key(c))
+        for timeout in (0.0015, -1, 0, 1e-9):
+            out.append(sorted(sel.select(timeout), key=lambda kv: kv[0].fd))
+        if kind == "EpollSelector":
+            out.append(isinstance(sel.fileno(), int))
+        out.append(sel.unregister(f))
+        out.append(len(sel.get_map()))
+        sel.close()
+        sel.close()
+        out.append(sel.get_map())
+        return out, log
+    diff(fn)
+
+
+@pytest.mark.parametrize("kind", POLL_LIKE)
+@pytest.mark.parametrize("method", ["register", "modify", "unregister"])
+@pytest.mark.parametrize("exc", [ZeroDivisionError("x"), OSError(9, "bad")])
+def test_selector_cls_failures(diff, kind, pairs, method, exc):
+    # register/modify failure: the key is dropped (fileno() asked again)
+    # and the original exception raised; unregister ignores OSError only
+    a, b = pairs()
+    f = CountingFileNo(a, None)
+
+    def fn(impl):
+        log = f.log = []
+        maker = recording(impl, kind, log, fail={method: exc})
+        sel = subclass_with(impl, kind, maker)()
+        out = []
+        try:
+            sel.register(f, R, "d")
+            out.append(len(sel.get_map()))
+            if method == "modify":
+                sel.modify(f, W)
+            else:
+                sel.unregister(f)
+        except Exception as e:      # noqa: BLE001 - compared as text
+            out.append((type(e).__name__, str(e)))
+        out.append(len(sel.get_map()))
+        sel.close()
+        return out, log
+    diff(fn)
+
+
+@pytest.mark.parametrize("kind", [k for k in POLL_LIKE if k == "EpollSelector"])
+def test_selector_cls_close_failure(diff, kind, pairs):
+    # EpollSelector.close(): the kernel object's close() first; if it
+    # raises, the selector keeps its keys
+    a, b = pairs()
+
+    def fn(impl):
+        log = []
+        maker = recording(impl, kind, log, fail={"close": OSError(5, "io")})
+        sel = subclass_with(impl, kind, maker)()
+        sel.register(a, R)
+        try:
+            sel.close()
+        except OSError as e:
+            out = [str(e)]
+        out.append(len(sel.get_map()))
+        return out, log
+    diff(fn)
+
+
+@pytest.mark.parametrize("kind", POLL_LIKE)
+@pytest.mark.parametrize("events", [
+    "hup", "unknown_fd", "interrupted", "not_pairs", "bad_pair",
+])
+def test_selector_cls_poll_results(diff, kind, pairs, events):
+    # whatever the kernel object's poll() hands back is read as the stdlib
+    # reads it: unknown fds skipped, HUP/ERR as both, EINTR as []
+    a, b = pairs()
+
+    def fn(impl):
+        cls = getattr(impl.select, MAKER[kind])
+        fd = a.fileno()
+        results = {
+            "hup": [(fd, 16), (fd, 8), (fd, 1)],
+            "unknown_fd": [(99999, 1), (True, 1)],
+            "not_pairs": [3],
+            "bad_pair": [(fd, 1, 2)],
+        }
+
+        class Fake:
+            def __init__(self):
+                self.real = cls()
+
+            def register(self, *args):
+                pass
+
+            def poll(self, *args):
+                if events == "interrupted":
+                    raise InterruptedError
+                return results[events]
+
+            def close(self):
+                pass
+
+        sel = subclass_with(impl, kind, Fake)()
+        sel.register(a, R | W, "x")
+        return sel.select(0)
+    diff(fn)
+
+
+def test_selector_cls_patched_on_the_class(diff, pairs):
+    # CPython's test_modify_unregister patches the class attribute itself
+    from unittest import mock
+    a, b = pairs()
+
+    def fn(impl):
+        cls = impl.selectors.EpollSelector
+        with mock.patch.object(cls, "_selector_cls") as m:
+            m.return_value.modify = mock.Mock(side_effect=ZeroDivisionError)
+            sel = cls()
+            sel.register(a, R)
+            out = [len(sel._map)]
+            try:
+                sel.modify(a, W)
+            except ZeroDivisionError:
+                out.append("ZeroDivisionError")
+            out.append(len(sel._map))
+            sel.close()
+            calls = [c[0] for c in m.mock_calls]
+        sel = cls()         # restored: the real mechanism again
+        out.append(isinstance(sel.fileno(), int) and sel.fileno() >= 0)
+        sel.close()
+        return out, calls
+    diff(fn)
+
+
+def test_multiple_inheritance_follows_mro(diff, pairs):
+    # class X(EpollSelector, PollSelector): epoll, as the MRO says
+    a, b = pairs()
+
+    def fn(impl):
+        X = type("X", (impl.selectors.EpollSelector,
+                       impl.selectors.PollSelector), {})
+        Y = type("Y", (impl.selectors.PollSelector,
+                       impl.selectors.EpollSelector), {})
+        out = [X._selector_cls.__name__, Y._selector_cls.__name__]
+        with X() as x:
+            out.append(x.fileno() >= 0)
+            x.register(a, W)
+            out.append([(k.fd, ev) for k, ev in x.select(0)])
+        return out
+    diff(fn)

@@ -21,6 +21,12 @@
  *    readiness separately (kqueue) merges them into one event per fd.
  *  - wait() does not retry EINTR; the caller does (PEP 475) because it must
  *    run signal handlers with the GIL.
+ *
+ * A selector whose _selector_cls is not fastsel's own mechanism (a subclass
+ * or a mock overriding it) has no ops table: it drives the object that
+ * _selector_cls() made through its Python methods, via fastsel._selectors'
+ * drivers, because that object's errors are Python exceptions and its calls
+ * must be the stdlib's (selector.c, "a replaced _selector_cls").
  */
 #ifndef FASTSEL_BACKEND_H
 #define FASTSEL_BACKEND_H

@@ -26,6 +26,7 @@ typedef struct {
     PyTypeObject *selmap_base_type;
     PyObject *selmap_type;          /* its Python subclass with Mapping */
     PyTypeObject *selmap_iter_type;
+    PyObject *str_selector_cls;     /* interned "_selector_cls" */
 } fs_state;
 
 static inline fs_state *

@@ -66,6 +66,15 @@ typedef struct {
     /* 3.13: unknown keywords are "got an unexpected keyword argument"
      * with a "Did you mean" hint, not "'x' is an invalid keyword" */
     int kw_suggest;
+    /* 3.10: argument errors of the selectors' Python methods name the
+     * defining class ("Cls.meth()") */
+    int qualified_names;
+    /* 3.13: the poller's fd conversion warns "bool is used as a file
+     * descriptor" (RuntimeWarning) for the key.fd a selector hands it */
+    int bool_fd_warns;
+    /* 3.13: selectors' _SelectorMapping defines get(fileobj, default)
+     * itself; before, Mapping.get(key, default) answered */
+    int map_own_get;
     fs_timeout_rule timeout_rule;
     fs_ushort_rule ushort_rule;
     /* 3.14: select exports EPOLLWAKEUP where the header defines it */

@@ -5,6 +5,9 @@
  * (key, mask) result tuples, registration-order links) and one backend; the
  * per-mechanism subclasses differ only in their ops table and in the few
  * places where the stdlib's classes differ (timeout conversion, modify).
+ * The class (the first of ours in the MRO) picks the behaviour, and its
+ * _selector_cls the mechanism: fastsel's own runs natively, anything else
+ * is driven through its Python methods ("a replaced _selector_cls").
  *
  * Beyond the stdlib: events carry `fd | generation << 32` so an event from
  * an old registration never reaches a new key on a reused fd; a fork bumps a
@@ -20,6 +23,7 @@
 #include "fastsel.h"
 #include "fork.h"
 #include "backend.h"
+#include "pyver.h"
 #include "structmember.h"
 
 #include <errno.h>
@@ -100,6 +104,10 @@ typedef struct {
     fs_state *st;
     const fs_backend_ops *ops;
     fs_backend *be;         /* NULL once closed (unless a wait holds it) */
+    /* Not NULL when _selector_cls is not fastsel's own mechanism: the
+     * Python driver (fastsel/_selectors.py) that calls the kernel object's
+     * methods as the stdlib's class does; ops and be are then unused. */
+    PyObject *driver;
     int kind;
     int closed;
     int busy;               /* a select() owns evbuf and the backend wait */
@@ -337,14 +345,10 @@ err_not_registered(PyObject *fileobj)
 static int
 warn_bool_fd(int isbool)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    if (isbool) {
+    if (isbool && fs_ver->bool_fd_warns) {
         return PyErr_WarnEx(PyExc_RuntimeWarning,
                             "bool is used as a file descriptor", 1);
     }
-#else
-    (void)isbool;
-#endif
     return 0;
 }
 
@@ -419,6 +423,9 @@ sel_ready(sel_object *s)
     if (s->closed) {
         err_closed();
         return -1;
+    }
+    if (s->driver != NULL) {
+        return 0;               /* the stdlib does nothing about fork */
     }
     if (s->fork_seen != fs_fork_generation() && sel_refork(s) < 0) {
         return -1;
@@ -682,12 +689,12 @@ parse_args(const char *owner, const char *meth, const char *const *names,
            PyObject *kwnames, PyObject **out)
 {
     char fname[96];
-#if PY_VERSION_HEX >= 0x030A0000
-    PyOS_snprintf(fname, sizeof(fname), "%s.%s", owner, meth);
-#else
-    (void)owner;
-    PyOS_snprintf(fname, sizeof(fname), "%s", meth);
-#endif
+    if (fs_ver->qualified_names) {
+        PyOS_snprintf(fname, sizeof(fname), "%s.%s", owner, meth);
+    }
+    else {
+        PyOS_snprintf(fname, sizeof(fname), "%s", meth);
+    }
     /* bound as CPython binds a Python function's arguments: positionals
      * into their parameters, then keywords (unknown or duplicate names fail
      * first), then the count of positionals, then missing parameters */
@@ -717,12 +724,12 @@ parse_args(const char *owner, const char *meth, const char *const *names,
                                  "'self'", fname);
                     return -1;
                 }
-#if PY_VERSION_HEX >= 0x030D0000
                 const char *cands[1 + SEL_MAX_PARAMS] = {"self"};
                 for (j = 0; j < nmax && j < SEL_MAX_PARAMS; j++) {
                     cands[1 + j] = names[j];
                 }
-                const char *hint = fs_suggest_keyword(cands, 1 + j, name);
+                const char *hint = fs_ver->kw_suggest
+                    ? fs_suggest_keyword(cands, 1 + j, name) : NULL;
                 if (hint != NULL) {
                     PyErr_Format(PyExc_TypeError,
                                  "%s() got an unexpected keyword argument "
@@ -730,7 +737,6 @@ parse_args(const char *owner, const char *meth, const char *const *names,
                                  hint);
                     return -1;
                 }
-#endif
                 PyErr_Format(PyExc_TypeError,
                              "%s() got an unexpected keyword argument '%S'",
                              fname, name);
@@ -829,6 +835,285 @@ no_args(sel_object *s, char meth, const char *name, PyObject *const *args,
 
 static const char *const names_timeout[] = {"timeout"};
 
+/* ---- a replaced _selector_cls: the Python driver ------------------------
+ * When _selector_cls (looked up on the instance, as the stdlib's __init__
+ * does) is not fastsel's own epoll/poll/kqueue, the kernel object is made by
+ * calling it and driven by fastsel._selectors' driver for the class's kind,
+ * which calls the object's Python methods with the stdlib's arguments.  The
+ * keys stay here; the order of the bookkeeping and of the driver calls, and
+ * the error handling around them, are those of _PollLikeSelector,
+ * EpollSelector and KqueueSelector. */
+
+/* _BaseSelectorImpl.unregister: drop fileobj's key (looked up again, as the
+ * stdlib does, fileno() included) and return it. */
+static PyObject *
+base_unregister(sel_object *s, PyObject *fileobj)
+{
+    long cfd;
+    PyObject *fd = sel_lookup(s, fileobj, &cfd);
+    if (fd == NULL) {
+        return NULL;
+    }
+    Py_DECREF(fd);
+    sel_slot *sl = cfd >= 0 ? slot_find(s, cfd) : NULL;
+    if (sl == NULL) {
+        return err_not_registered(fileobj);
+    }
+    return slot_take(s, (int)cfd, sl);
+}
+
+/* `except: super().unregister(fileobj); raise`: the key goes, the driver's
+ * exception is the one raised. */
+static void
+drop_after_failure(sel_object *s, PyObject *fileobj)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *k = base_unregister(s, fileobj);
+    if (k == NULL) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(k);
+    PyErr_Restore(type, value, tb);
+}
+
+static PyObject *
+call_driver(sel_object *s, const char *meth, PyObject *a, PyObject *b)
+{
+    PyObject *name = PyUnicode_FromString(meth);
+    if (name == NULL) {
+        return NULL;
+    }
+    /* the driver may close or release the selector: keep it alive */
+    PyObject *drv = s->driver;
+    Py_INCREF(drv);
+    PyObject *r = PyObject_CallMethodObjArgs(drv, name, a, b, NULL);
+    Py_DECREF(drv);
+    Py_DECREF(name);
+    return r;
+}
+
+static PyObject *
+sel_py_register(sel_object *s, PyObject *fileobj, PyObject *events,
+                PyObject *data)
+{
+    if (check_events(events) < 0) {
+        return NULL;
+    }
+    long cfd;
+    PyObject *fd = sel_lookup(s, fileobj, &cfd);
+    if (fd == NULL) {
+        return NULL;
+    }
+    if (cfd >= 0 && slot_find(s, cfd) != NULL) {
+        PyErr_Format(PyExc_KeyError, "%R (FD %S) is already registered",
+                     fileobj, fd);
+        Py_DECREF(fd);
+        return NULL;
+    }
+    if (cfd < 0) {
+        /* keys are kept by C int fd: what any poller would say */
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large to convert to C int");
+        Py_DECREF(fd);
+        return NULL;
+    }
+    PyObject *key = new_key(s->st, fileobj, fd, events, data);
+    Py_DECREF(fd);
+    if (key == NULL) {
+        return NULL;
+    }
+    sel_slot *sl = slot_make(s, (int)cfd);
+    if (sl == NULL) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_INCREF(key);
+    sl->obj = (uintptr_t)key;
+    sl->gen = ++s->next_gen;
+    slot_link(s, (int)cfd, sl);
+    PyObject *r = call_driver(s, "register", PyTuple_GET_ITEM(key, 1),
+                              events);
+    if (r == NULL) {
+        drop_after_failure(s, fileobj);
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return key;
+}
+
+static PyObject *
+sel_py_unregister(sel_object *s, PyObject *fileobj)
+{
+    PyObject *key = base_unregister(s, fileobj);
+    if (key == NULL) {
+        return NULL;
+    }
+    /* the driver ignores OSError (an fd closed since registration) */
+    PyObject *r = call_driver(s, "unregister", PyTuple_GET_ITEM(key, 1),
+                              PyTuple_GET_ITEM(key, 2));
+    if (r == NULL) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return key;
+}
+
+/* _PollLikeSelector.modify */
+static PyObject *
+sel_py_modify(sel_object *s, PyObject *fileobj, PyObject *events,
+              PyObject *data)
+{
+    long cfd;
+    PyObject *fd = sel_lookup(s, fileobj, &cfd);
+    if (fd == NULL) {
+        return NULL;
+    }
+    Py_DECREF(fd);
+    sel_slot *sl = cfd >= 0 ? slot_find(s, cfd) : NULL;
+    if (sl == NULL) {
+        return err_not_registered(fileobj);
+    }
+    PyObject *key = slot_key(sl);
+    Py_INCREF(key);
+    PyObject *result = NULL;
+    int ne = not_equal(events, PyTuple_GET_ITEM(key, 2));
+    if (ne < 0) {
+        goto done;
+    }
+    if (ne) {
+        PyObject *r = call_driver(s, "modify", PyTuple_GET_ITEM(key, 1),
+                                  events);
+        if (r == NULL) {
+            drop_after_failure(s, fileobj);
+            goto done;
+        }
+        Py_DECREF(r);
+    }
+    int dne = not_equal(data, PyTuple_GET_ITEM(key, 3));
+    if (dne < 0) {
+        goto done;
+    }
+    if (!ne && !dne) {
+        result = key;
+        Py_INCREF(result);
+        goto done;
+    }
+    result = new_key(s->st, PyTuple_GET_ITEM(key, 0),
+                     PyTuple_GET_ITEM(key, 1), events, data);
+    if (result == NULL) {
+        goto done;
+    }
+    sl = slot_find(s, cfd);
+    if (sl != NULL && slot_key(sl) == key) {
+        Py_INCREF(result);
+        slot_set_key(sl, result);
+    }
+done:
+    Py_DECREF(key);
+    return result;
+}
+
+/* The stdlib's _fd_to_key as the driver's select() reads it after the
+ * kernel object's wait: a dict {key.fd: key} of the current keys. */
+static PyObject *
+sel_py_keys(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    sel_object *s = (sel_object *)self;
+    PyObject *d = PyDict_New();
+    for (int32_t fd = s->head; d != NULL && fd >= 0;) {
+        sel_slot *sl = slot_find(s, fd);
+        PyObject *key = slot_key(sl);
+        if (PyDict_SetItem(d, PyTuple_GET_ITEM(key, 1), key) < 0) {
+            Py_CLEAR(d);
+            break;
+        }
+        /* PyDict_SetItem may run a key's __eq__: look the slot up again */
+        sl = slot_find(s, fd);
+        fd = sl != NULL ? sl->next : -1;
+    }
+    return d;
+}
+
+static PyMethodDef sel_py_keys_def = {
+    "_fd_to_key", sel_py_keys, METH_NOARGS, NULL,
+};
+
+static PyObject *
+sel_py_select(sel_object *s, PyObject *timeout)
+{
+    PyObject *keys = PyCFunction_New(&sel_py_keys_def, (PyObject *)s);
+    if (keys == NULL) {
+        return NULL;
+    }
+    PyObject *count = PyLong_FromSsize_t(s->count);
+    PyObject *name = PyUnicode_FromString("select");
+    PyObject *r = NULL;
+    if (count != NULL && name != NULL) {
+        PyObject *drv = s->driver;
+        Py_INCREF(drv);
+        r = PyObject_CallMethodObjArgs(drv, name, timeout, count, keys,
+                                       NULL);
+        Py_DECREF(drv);
+    }
+    Py_XDECREF(name);
+    Py_XDECREF(count);
+    Py_DECREF(keys);
+    return r;
+}
+
+/* The kernel object and its driver, for a _selector_cls that is not `own`
+ * (fastsel's mechanism of this kind).  0: native, 1: driver, -1: error. */
+static int
+sel_choose_backend(sel_object *s, PyObject *module)
+{
+    if (s->kind == K_SELECT) {
+        return 0;               /* SelectSelector has no _selector_cls */
+    }
+    /* interned: the type attribute cache then answers */
+    PyObject *cls = PyObject_GetAttr((PyObject *)s, s->st->str_selector_cls);
+    if (cls == NULL) {
+        return -1;
+    }
+    int native;
+    if (s->kind == K_EPOLL) {
+        native = cls == (PyObject *)s->st->epoll_type;
+    }
+    else if (s->kind == K_KQUEUE) {
+        native = cls == (PyObject *)s->st->kqueue_type;
+    }
+    else {
+        /* this module's poll() function */
+        native = PyCFunction_Check(cls)
+                 && PyCFunction_GET_SELF(cls) == module
+                 && strcmp(((PyCFunctionObject *)cls)->m_ml->ml_name,
+                           "poll") == 0;
+    }
+    if (native) {
+        Py_DECREF(cls);
+        return 0;
+    }
+    PyObject *kernel = PyObject_CallNoArgs(cls);
+    Py_DECREF(cls);
+    if (kernel == NULL) {
+        return -1;
+    }
+    PyObject *mod = PyImport_ImportModule("fastsel._selectors");
+    PyObject *make = mod ? PyObject_GetAttrString(mod, "_driver") : NULL;
+    Py_XDECREF(mod);
+    if (make == NULL) {
+        Py_DECREF(kernel);
+        return -1;
+    }
+    s->driver = PyObject_CallFunction(make, "sO", kind_names[s->kind],
+                                      kernel);
+    Py_DECREF(make);
+    Py_DECREF(kernel);
+    return s->driver == NULL ? -1 : 1;
+}
+
 /* ---- register / unregister / modify ----------------------------------- */
 
 static PyObject *
@@ -837,6 +1122,9 @@ sel_do_register(sel_object *s, PyObject *fileobj, PyObject *events,
 {
     if (sel_ready(s) < 0) {
         return NULL;
+    }
+    if (s->driver != NULL) {
+        return sel_py_register(s, fileobj, events, data);
     }
     int mask = check_events(events);
     if (mask < 0) {
@@ -946,6 +1234,9 @@ sel_do_unregister(sel_object *s, PyObject *fileobj)
     if (sel_ready(s) < 0) {
         return NULL;
     }
+    if (s->driver != NULL) {
+        return sel_py_unregister(s, fileobj);
+    }
     long cfd;
     PyObject *fd = sel_lookup(s, fileobj, &cfd);
     if (fd == NULL) {
@@ -1000,6 +1291,151 @@ sel_plain(sel_object *s)
            && (s->dict == NULL || PyDict_GET_SIZE(s->dict) == 0);
 }
 
+/* A new key for a modify() that changed events or data; stored in fd's
+ * slot if the slot still holds `key` (Python code may have run). */
+static PyObject *
+modify_replace(sel_object *s, long cfd, PyObject *key, PyObject *events,
+               PyObject *data)
+{
+    PyObject *result = new_key(s->st, PyTuple_GET_ITEM(key, 0),
+                               PyTuple_GET_ITEM(key, 1), events, data);
+    if (result == NULL) {
+        return NULL;
+    }
+    sel_slot *sl = slot_find(s, cfd);
+    if (sl != NULL && slot_key(sl) == key) {
+        Py_INCREF(result);
+        slot_set_key(sl, result);
+    }
+    return result;
+}
+
+/* Drop fd's key after the poller refused a modify, as the stdlib does;
+ * also drop any kernel leftover so the fd can be registered again. */
+static void
+modify_drop(sel_object *s, long cfd, sel_slot *sl)
+{
+    int old = sl->events;
+    PyObject *k = slot_take(s, (int)cfd, sl);
+    Py_DECREF(k);
+    (void)s->ops->remove(s->be, (int)cfd, old);
+}
+
+/* _PollLikeSelector.modify's one kernel modify (no validation of events).
+ * Returns the previous kernel mask, or -1 with an exception. */
+static int
+modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
+                     PyObject *key, PyObject *events)
+{
+    int mask = poller_mask(events);
+    if (mask < 0) {
+        return -1;
+    }
+    sel_slot *sl = slot_find(s, cfd);   /* __and__ may have run Python code */
+    if (sl == NULL || slot_key(sl) != key) {
+        /* unregistered meanwhile: the stdlib's dict-free key path */
+        err_not_registered(fileobj);
+        return -1;
+    }
+    if (warn_bool_fd(sl->boolfd) < 0) {
+        /* raised where the stdlib's poller.modify() would: the key is
+         * dropped as for any failure there.  A warning hook may have run
+         * code that moved or replaced the slot. */
+        sl = slot_find(s, cfd);
+        if (sl != NULL && slot_key(sl) == key) {
+            modify_drop(s, cfd, sl);
+        }
+        return -1;
+    }
+    if (sel_ready(s) < 0) {
+        return -1;
+    }
+    sl = slot_find(s, cfd);             /* a warning filter may run code */
+    if (sl == NULL || slot_key(sl) != key) {
+        err_not_registered(fileobj);
+        return -1;
+    }
+    if (s->ops->modify(s->be, (int)cfd, sl->events, mask,
+                       make_token((int)cfd, sl->gen)) < 0) {
+        int err = errno;
+        modify_drop(s, cfd, sl);
+        set_errno_error(err);
+        return -1;
+    }
+    int old_mask = sl->events;
+    sl->events = (uint8_t)mask;
+    return old_mask;
+}
+
+/* _PollLikeSelector.modify (epoll, poll) after the lookup; ne: whether
+ * events != key.events. */
+static PyObject *
+modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
+              int ne, PyObject *events, PyObject *data)
+{
+    int old_mask = -1;
+    if (ne) {
+        old_mask = modify_poller_kernel(s, fileobj, cfd, key, events);
+        if (old_mask < 0) {
+            return NULL;
+        }
+    }
+    int dne = not_equal(data, PyTuple_GET_ITEM(key, 3));
+    if (dne < 0) {
+        sel_slot *sl = slot_find(s, cfd);
+        if (old_mask >= 0 && sl != NULL && slot_key(sl) == key) {
+            /* the key keeps its events: so does result masking */
+            sl->events = (uint8_t)old_mask;
+        }
+        return NULL;
+    }
+    if (!ne && !dne) {
+        Py_INCREF(key);
+        return key;
+    }
+    return modify_replace(s, cfd, key, events, data);
+}
+
+/* _BaseSelectorImpl.modify (select, kqueue) after the lookup. */
+static PyObject *
+modify_base(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
+            int ne, PyObject *events, PyObject *data)
+{
+    if (ne) {
+        if (sel_plain(s)) {
+            PyObject *k = sel_do_unregister(s, fileobj);
+            if (k == NULL) {
+                return NULL;
+            }
+            Py_DECREF(k);
+            return sel_do_register(s, fileobj, events, data);
+        }
+        /* self.unregister() / self.register(): overrides run */
+        PyObject *name = PyUnicode_FromString("unregister");
+        PyObject *k = name ? PyObject_CallMethodObjArgs(
+            (PyObject *)s, name, fileobj, NULL) : NULL;
+        Py_XDECREF(name);
+        if (k == NULL) {
+            return NULL;
+        }
+        Py_DECREF(k);
+        name = PyUnicode_FromString("register");
+        PyObject *result = name ? PyObject_CallMethodObjArgs(
+            (PyObject *)s, name, fileobj, events, data, NULL) : NULL;
+        Py_XDECREF(name);
+        return result;
+    }
+    int dne = not_equal(data, PyTuple_GET_ITEM(key, 3));
+    if (dne < 0) {
+        return NULL;
+    }
+    if (!dne) {
+        Py_INCREF(key);
+        return key;
+    }
+    return modify_replace(s, cfd, key, PyTuple_GET_ITEM(key, 2), data);
+}
+
 static PyObject *
 sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
@@ -1012,6 +1448,9 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     PyObject *fileobj = a[0], *events = a[1], *data = a[2];
     if (sel_ready(s) < 0) {
         return NULL;
+    }
+    if (s->driver != NULL && (s->kind == K_EPOLL || s->kind == K_POLL)) {
+        return sel_py_modify(s, fileobj, events, data);
     }
     long cfd;
     PyObject *fd = sel_lookup(s, fileobj, &cfd);
@@ -1027,140 +1466,11 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     Py_INCREF(key);
     PyObject *result = NULL;
     int ne = not_equal(events, PyTuple_GET_ITEM(key, 2));
-    if (ne < 0) {
-        goto done;
+    if (ne >= 0) {
+        result = (s->kind == K_EPOLL || s->kind == K_POLL)
+            ? modify_poller(s, fileobj, cfd, key, ne, events, data)
+            : modify_base(s, fileobj, cfd, key, ne, events, data);
     }
-    if (s->kind == K_EPOLL || s->kind == K_POLL) {
-        /* _PollLikeSelector.modify: one kernel modify, no validation */
-        int changed = 0;
-        int old_mask = -1;
-        if (ne) {
-            int mask = poller_mask(events);
-            if (mask < 0) {
-                goto done;
-            }
-            sl = slot_find(s, cfd);     /* __and__ may have run Python code */
-            if (sl == NULL || slot_key(sl) != key) {
-                /* unregistered meanwhile: the stdlib's dict-free key path */
-                goto modify_gone;
-            }
-            if (warn_bool_fd(sl->boolfd) < 0) {
-                /* raised where the stdlib's poller.modify() would: the key
-                 * is dropped as for any failure there.  A warning hook may
-                 * have run code that moved or replaced the slot. */
-                sl = slot_find(s, cfd);
-                if (sl == NULL || slot_key(sl) != key) {
-                    goto done;
-                }
-                int old = sl->events;
-                PyObject *k = slot_take(s, (int)cfd, sl);
-                Py_DECREF(k);
-                (void)s->ops->remove(s->be, (int)cfd, old);
-                goto done;
-            }
-            if (sel_ready(s) < 0) {
-                goto done;
-            }
-            sl = slot_find(s, cfd);     /* a warning filter may run code */
-            if (sl == NULL || slot_key(sl) != key) {
-                goto modify_gone;
-            }
-            if (s->ops->modify(s->be, (int)cfd, sl->events, mask,
-                               make_token((int)cfd, sl->gen)) < 0) {
-                int err = errno;
-                /* drop the key, as the stdlib does; also drop any kernel
-                 * leftover so the fd can be registered again */
-                int old = sl->events;
-                PyObject *k = slot_take(s, (int)cfd, sl);
-                Py_DECREF(k);
-                (void)s->ops->remove(s->be, (int)cfd, old);
-                set_errno_error(err);
-                goto done;
-            }
-            old_mask = sl->events;
-            sl->events = (uint8_t)mask;
-            changed = 1;
-        }
-        int dne = not_equal(data, PyTuple_GET_ITEM(key, 3));
-        sl = slot_find(s, cfd);
-        if (dne < 0) {
-            if (old_mask >= 0 && sl != NULL && slot_key(sl) == key) {
-                /* the key keeps its events: so does result masking */
-                sl->events = (uint8_t)old_mask;
-            }
-            goto done;
-        }
-        if (dne) {
-            changed = 1;
-        }
-        if (!changed) {
-            result = key;
-            Py_INCREF(result);
-            goto done;
-        }
-        result = new_key(s->st, PyTuple_GET_ITEM(key, 0),
-                         PyTuple_GET_ITEM(key, 1), events, data);
-        if (result == NULL) {
-            goto done;
-        }
-        sl = slot_find(s, cfd);
-        if (sl != NULL && slot_key(sl) == key) {
-            Py_INCREF(result);
-            slot_set_key(sl, result);
-        }
-        goto done;
-    }
-    /* _BaseSelectorImpl.modify (select, kqueue) */
-    if (ne) {
-        if (sel_plain(s)) {
-            PyObject *k = sel_do_unregister(s, fileobj);
-            if (k == NULL) {
-                goto done;
-            }
-            Py_DECREF(k);
-            result = sel_do_register(s, fileobj, events, data);
-        }
-        else {
-            PyObject *name = PyUnicode_FromString("unregister");
-            PyObject *k = name ? PyObject_CallMethodObjArgs(
-                (PyObject *)s, name, fileobj, NULL) : NULL;
-            Py_XDECREF(name);
-            if (k == NULL) {
-                goto done;
-            }
-            Py_DECREF(k);
-            name = PyUnicode_FromString("register");
-            result = name ? PyObject_CallMethodObjArgs(
-                (PyObject *)s, name, fileobj, events, data, NULL) : NULL;
-            Py_XDECREF(name);
-        }
-        goto done;
-    }
-    int dne = not_equal(data, PyTuple_GET_ITEM(key, 3));
-    if (dne < 0) {
-        goto done;
-    }
-    if (!dne) {
-        result = key;
-        Py_INCREF(result);
-        goto done;
-    }
-    result = new_key(s->st, PyTuple_GET_ITEM(key, 0),
-                     PyTuple_GET_ITEM(key, 1), PyTuple_GET_ITEM(key, 2),
-                     data);
-    if (result == NULL) {
-        goto done;
-    }
-    sl = slot_find(s, cfd);
-    if (sl != NULL && slot_key(sl) == key) {
-        Py_INCREF(result);
-        slot_set_key(sl, result);
-    }
-    goto done;
-
-modify_gone:
-    err_not_registered(fileobj);
-done:
     Py_DECREF(key);
     return result;
 }
@@ -1198,6 +1508,31 @@ ceil_ms_object(PyObject *timeout)
     return c;
 }
 
+/* A TypeError from the time conversion of obj (what the poller got) gets
+ * the poller's text: `legacy` (NULL: leave it) before 3.15, the shared
+ * "real number" text after.  Other errors pass unchanged. */
+static void
+timeout_type_error(PyObject *obj, const char *legacy)
+{
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+        return;
+    }
+    if (fs_ver->timeout_rule != FS_TIMEOUT_REAL) {
+        if (legacy != NULL) {
+            PyErr_SetString(PyExc_TypeError, legacy);
+        }
+        return;
+    }
+#ifdef FS_PY_HAVE_FORMAT_T
+    PyErr_Format(PyExc_TypeError,
+                 "timeout must be a real number or None, not %T", obj);
+#else
+    PyErr_Format(PyExc_TypeError,
+                 "timeout must be a real number or None, not %.200s",
+                 Py_TYPE(obj)->tp_name);
+#endif
+}
+
 static int
 too_large(void)
 {
@@ -1228,19 +1563,18 @@ poller_ceil_ms(PyObject *timeout, int64_t *ns, PyObject **c)
 }
 
 /* After the poller's conversion to n nanoseconds (rc < 0: it failed): the
- * poller's TypeError text and its C int check of the milliseconds. */
+ * poller's TypeError text and (int_ms) its C int check of the
+ * milliseconds. */
 static int
-poller_ms_result(int rc, int64_t n, fs_round_t round, int64_t *ns)
+poller_ms_result(PyObject *obj, int rc, int64_t n, fs_round_t round,
+                 int int_ms, int64_t *ns)
 {
     if (rc < 0) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_SetString(PyExc_TypeError,
-                            "timeout must be an integer or None");
-        }
+        timeout_type_error(obj, "timeout must be an integer or None");
         return -1;
     }
     int64_t msv = fs_ns_divide(n, 1000000, round);
-    if (msv > INT_MAX || msv < INT_MIN) {
+    if (int_ms && (msv > INT_MAX || msv < INT_MIN)) {
         return too_large();
     }
     *ns = n < 0 ? -1 : n;
@@ -1314,8 +1648,9 @@ epoll_timeout(PyObject *timeout, int64_t *ns)
     }
     int64_t n = 0;
     int rc = fs_ns_from_seconds_object(sobj, FS_ROUND_UP, &n);
+    rc = poller_ms_result(sobj, rc, n, FS_ROUND_CEILING, 1, ns);
     Py_DECREF(sobj);
-    return poller_ms_result(rc, n, FS_ROUND_CEILING, ns);
+    return rc;
 }
 
 /* PollSelector: poll.poll(math.ceil(timeout * 1e3)) */
@@ -1351,8 +1686,10 @@ poll_timeout(PyObject *timeout, int64_t *ns)
     }
     int64_t n = 0;
     int rc = fs_ns_from_ms_object(c, FS_ROUND_UP, &n);
+    rc = poller_ms_result(c, rc, n, FS_ROUND_UP,
+                          !fs_poll_timeout_unbounded(), ns);
     Py_DECREF(c);
-    return poller_ms_result(rc, n, FS_ROUND_UP, ns);
+    return rc;
 }
 
 /* SelectSelector / KqueueSelector: max(timeout, 0) seconds */
@@ -1391,7 +1728,8 @@ max0_timeout(int kind, PyObject *timeout, int64_t *ns)
         }
     }
     if (fs_ns_from_seconds_object(t, FS_ROUND_UP, ns) < 0) {
-        if (kind == K_KQUEUE) {
+        if (kind == K_KQUEUE && fs_ver->timeout_rule != FS_TIMEOUT_REAL) {
+            /* kqueue.control() up to 3.14: any failure reads so */
             const char *name = Py_TYPE(t)->tp_name;
             const char *dot = strrchr(name, '.');
             PyErr_Format(PyExc_TypeError,
@@ -1399,9 +1737,8 @@ max0_timeout(int kind, PyObject *timeout, int64_t *ns)
                          "got %.200s",
                          dot ? dot + 1 : name);
         }
-        else if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_SetString(PyExc_TypeError,
-                            "timeout must be a float or None");
+        else {
+            timeout_type_error(t, "timeout must be a float or None");
         }
         return -1;
     }
@@ -1555,6 +1892,28 @@ sel_collect(sel_object *s, PyObject *list, int n, Py_ssize_t *j, int dedupe)
     return 0;
 }
 
+/* Room for max events in evbuf (never more than batch). */
+static int
+sel_reserve(sel_object *s, int max, int batch)
+{
+    /* grow geometrically: registrations come in bursts */
+    int ncap = s->evcap > INT_MAX / 2 ? INT_MAX : s->evcap * 2;
+    if (ncap < max) {
+        ncap = max;
+    }
+    if (ncap > batch) {
+        ncap = batch;
+    }
+    fs_event *nb = PyMem_Realloc(s->evbuf, (size_t)ncap * sizeof(*nb));
+    if (nb == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->evbuf = nb;
+    s->evcap = ncap;
+    return 0;
+}
+
 static PyObject *
 sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
@@ -1575,6 +1934,9 @@ sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     }
     if (sel_ready(s) < 0) {
         return NULL;
+    }
+    if (s->driver != NULL) {
+        return sel_py_select(s, timeout);
     }
     int64_t tns;
     if (sel_timeout(s, timeout, &tns) < 0) {
@@ -1602,21 +1964,8 @@ sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
      * so they get room for every registration, as the stdlib's do. */
     int batch = s->kind == K_EPOLL ? SEL_BATCH : INT_MAX;
     int max = s->count < 1 ? 1 : (s->count > batch ? batch : (int)s->count);
-    if (s->evcap < max) {
-        /* grow geometrically: registrations come in bursts */
-        int ncap = s->evcap > INT_MAX / 2 ? INT_MAX : s->evcap * 2;
-        if (ncap < max) {
-            ncap = max;
-        }
-        if (ncap > batch) {
-            ncap = batch;
-        }
-        fs_event *nb = PyMem_Realloc(s->evbuf, (size_t)ncap * sizeof(*nb));
-        if (nb == NULL) {
-            return PyErr_NoMemory();
-        }
-        s->evbuf = nb;
-        s->evcap = ncap;
+    if (s->evcap < max && sel_reserve(s, max, batch) < 0) {
+        return NULL;
     }
     s->busy = 1;
     PyObject *list = NULL;
@@ -1700,6 +2049,15 @@ sel_close(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     if (no_args(s, 'c', "close", args, nargs, kwnames) < 0) {
         return NULL;
     }
+    if (s->driver != NULL) {
+        /* the kernel object's close() first; if it fails, nothing else
+         * happens (EpollSelector/KqueueSelector.close) */
+        PyObject *r = call_driver(s, "close", NULL, NULL);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
     if (s->closed) {
         Py_RETURN_NONE;
     }
@@ -1776,6 +2134,9 @@ sel_fileno(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     if (no_args(s, 'f', "fileno", args, nargs, kwnames) < 0) {
         return NULL;
     }
+    if (s->driver != NULL) {
+        return call_driver(s, "fileno", NULL, NULL);
+    }
     if (s->closed) {
         PyErr_Format(PyExc_ValueError, "I/O operation on closed %s object",
                      s->ops->name);
@@ -1828,11 +2189,17 @@ sel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         }
     }
     fs_state *st = module ? fs_get_state(module) : NULL;
+    /* the first of our classes in the MRO, as method lookup finds it */
     int kind = -1;
-    for (int k = 0; st != NULL && k < K_COUNT; k++) {
-        if (st->selector_types[k] != NULL
-            && PyType_IsSubtype(type, st->selector_types[k])) {
-            kind = k;
+    PyObject *mro = type->tp_mro;
+    for (Py_ssize_t i = 0; st != NULL && mro != NULL
+         && i < PyTuple_GET_SIZE(mro) && kind < 0; i++) {
+        for (int k = 0; k < K_COUNT; k++) {
+            if (PyTuple_GET_ITEM(mro, i)
+                == (PyObject *)st->selector_types[k]) {
+                kind = k;
+                break;
+            }
         }
     }
     if (kind < 0) {
@@ -1855,6 +2222,15 @@ sel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     s->ops = kind_ops(kind);
     s->head = s->tail = -1;
     s->fork_seen = fs_fork_generation();
+    int rc = sel_choose_backend(s, module);
+    if (rc < 0) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    if (rc > 0) {
+        s->ops = NULL;
+        return (PyObject *)s;
+    }
     /* The kernel object is made now, as the stdlib does, so EMFILE (or a
      * mechanism the kernel refuses) surfaces here and DefaultSelector's
      * probe sees it. */
@@ -1871,6 +2247,7 @@ sel_traverse(sel_object *s, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(s));
     Py_VISIT(s->dict);
     Py_VISIT(s->map);
+    Py_VISIT(s->driver);
     for (int i = 0; i < s->cap; i++) {
         Py_VISIT(slot_obj(&s->slots[i]));
     }
@@ -1885,6 +2262,7 @@ sel_clear(sel_object *s)
 {
     Py_CLEAR(s->dict);
     Py_CLEAR(s->map);
+    Py_CLEAR(s->driver);
     sel_forget_all(s);
     return 0;
 }
@@ -1952,8 +2330,16 @@ static PyMemberDef sel_members[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
+/* The stdlib's _map attribute: what get_map() returns (None once closed). */
+static PyObject *
+sel_get_map_attr(PyObject *self, void *Py_UNUSED(closure))
+{
+    return sel_get_map((sel_object *)self, NULL, 0, NULL);
+}
+
 static PyGetSetDef sel_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {"_map", sel_get_map_attr, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -2007,13 +2393,8 @@ map_getitem(map_object *m, PyObject *fileobj)
     return map_lookup(m, fileobj, NULL);
 }
 
-#if PY_VERSION_HEX >= 0x030D0000
-static const char *const names_get[] = {"fileobj", "default"};
-#define MAP_GET_OWNER "_SelectorMapping"
-#else
-#define MAP_GET_OWNER "Mapping"
-static const char *const names_get[] = {"key", "default"};
-#endif
+static const char *const names_get_own[] = {"fileobj", "default"};
+static const char *const names_get_abc[] = {"key", "default"};
 
 static PyObject *
 map_get(map_object *m, PyObject *const *args, Py_ssize_t nargs,
@@ -2025,8 +2406,10 @@ map_get(map_object *m, PyObject *const *args, Py_ssize_t nargs,
         a[1] = nargs == 2 ? args[1] : Py_None;
     }
     else {
-        if (parse_args(MAP_GET_OWNER, "get", names_get, 1, 2, args, nargs,
-                       kwnames, a) < 0) {
+        int own = fs_ver->map_own_get;
+        if (parse_args(own ? "_SelectorMapping" : "Mapping", "get",
+                       own ? names_get_own : names_get_abc, 1, 2, args,
+                       nargs, kwnames, a) < 0) {
             return NULL;
         }
         if (a[1] == NULL) {
@@ -2245,9 +2628,44 @@ make_mapping_class(PyObject *module, fs_state *st)
     return fs_add_object(module, "_SelectorMapping", cls);
 }
 
+/* The stdlib's class attribute _selector_cls: the kernel object's maker
+ * (the epoll and kqueue types, the poll() function; none for select).
+ * Replacing it makes the class drive whatever it makes instead. */
+static int
+set_selector_cls(PyObject *module, fs_state *st, int kind)
+{
+    PyObject *cls;
+    if (kind == K_SELECT) {
+        return 0;
+    }
+    if (kind == K_POLL) {
+        cls = PyObject_GetAttrString(module, "poll");
+    }
+    else {
+        cls = (PyObject *)(kind == K_EPOLL ? st->epoll_type
+                                           : st->kqueue_type);
+        Py_XINCREF(cls);
+    }
+    if (cls == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ImportError, "no kernel object type");
+        }
+        return -1;
+    }
+    int rc = PyObject_SetAttr((PyObject *)st->selector_types[kind],
+                              st->str_selector_cls, cls);
+    Py_DECREF(cls);
+    return rc;
+}
+
 int
 fs_selector_setup(PyObject *module, fs_state *st)
 {
+    st->str_selector_cls = PyUnicode_InternFromString("_selector_cls");
+    if (st->str_selector_cls == NULL) {
+        return -1;
+    }
+
     PyObject *selectors = PyImport_ImportModule("selectors");
     if (selectors == NULL) {
         return -1;
@@ -2303,7 +2721,8 @@ fs_selector_setup(PyObject *module, fs_state *st)
             return -1;
         }
         st->selector_types[k] = tp;
-        if (fs_add_object(module, kind_names[k], (PyObject *)tp) < 0) {
+        if (fs_add_object(module, kind_names[k], (PyObject *)tp) < 0
+            || set_selector_cls(module, st, k) < 0) {
             return -1;
         }
     }
@@ -2331,6 +2750,7 @@ fs_selector_traverse(fs_state *st, visitproc visit, void *arg)
     Py_VISIT(st->selmap_base_type);
     Py_VISIT(st->selmap_type);
     Py_VISIT(st->selmap_iter_type);
+    Py_VISIT(st->str_selector_cls);
     return 0;
 }
 
@@ -2345,4 +2765,5 @@ fs_selector_clear(fs_state *st)
     Py_CLEAR(st->selmap_base_type);
     Py_CLEAR(st->selmap_type);
     Py_CLEAR(st->selmap_iter_type);
+    Py_CLEAR(st->str_selector_cls);
 }
