@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
 
 # sys.platform prefixes of the systems the C extension supports
 C_PLATFORMS = ("linux", "darwin", "freebsd", "openbsd", "netbsd", "dragonfly")
@@ -25,15 +24,15 @@ C_PLATFORMS = ("linux", "darwin", "freebsd", "openbsd", "netbsd", "dragonfly")
 ENV = "FASTSEL_IMPLEMENTATION"
 
 
-def c_extension_supported(implementation: Optional[str] = None,
-                          platform: Optional[str] = None) -> bool:
+def c_extension_supported(implementation: str | None = None,
+                          platform: str | None = None) -> bool:
     """True where the C extension is built and used (defaults: this Python)."""
     impl = sys.implementation.name if implementation is None else implementation
     plat = sys.platform if platform is None else platform
     return impl == "cpython" and plat.startswith(C_PLATFORMS)
 
 
-def why_not(implementation: Optional[str] = None, platform: Optional[str] = None) -> str:
+def why_not(implementation: str | None = None, platform: str | None = None) -> str:
     """One line saying why this Python gets the stdlib implementation."""
     impl = sys.implementation.name if implementation is None else implementation
     plat = sys.platform if platform is None else platform

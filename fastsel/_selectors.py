@@ -13,6 +13,12 @@ import math as _math
 import selectors as _std
 import sys as _sys
 
+# typing stays unimported at run time (a covered child's start-up); mypy
+# reads the name TYPE_CHECKING as true
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 import _fastsel  # type: ignore  # the C extension
 
 EVENT_READ = _std.EVENT_READ
@@ -51,7 +57,7 @@ class _PollDriver:
     _EVENT_READ = getattr(_fastsel, "POLLIN", 1)
     _EVENT_WRITE = getattr(_fastsel, "POLLOUT", 4)
 
-    def __init__(self, kernel: object) -> None:
+    def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
 
     def _poller_events(self, events):  # type: ignore[no-untyped-def]
@@ -127,7 +133,7 @@ class _KqueueDriver:
 
     __slots__ = ("kernel", "max_events")
 
-    def __init__(self, kernel: object) -> None:
+    def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
         self.max_events = 0
 
@@ -185,7 +191,7 @@ class _KqueueDriver:
         return self.kernel.fileno()
 
 
-def _driver(kind: str, kernel: object) -> object:
+def _driver(kind: str, kernel: Any) -> object:
     """Called by the C classes: the driver for their kind."""
     return {"EpollSelector": _EpollDriver, "PollSelector": _PollDriver,
             "KqueueSelector": _KqueueDriver}[kind](kernel)

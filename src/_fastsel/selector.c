@@ -893,6 +893,32 @@ call_driver(sel_object *s, const char *meth, PyObject *a, PyObject *b)
     return r;
 }
 
+/* register()'s checks of fileobj: its fd (a new reference; *cfd the C int)
+ * when it is not registered yet, else NULL with the stdlib's KeyError, or
+ * the OverflowError any poller gives an fd beyond C int (keys are kept by
+ * C int fd). */
+static PyObject *
+lookup_unregistered(sel_object *s, PyObject *fileobj, long *cfd)
+{
+    PyObject *fd = sel_lookup(s, fileobj, cfd);
+    if (fd == NULL) {
+        return NULL;
+    }
+    if (*cfd >= 0 && slot_find(s, *cfd) != NULL) {
+        PyErr_Format(PyExc_KeyError, "%R (FD %S) is already registered",
+                     fileobj, fd);
+        Py_DECREF(fd);
+        return NULL;
+    }
+    if (*cfd < 0) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large to convert to C int");
+        Py_DECREF(fd);
+        return NULL;
+    }
+    return fd;
+}
+
 static PyObject *
 sel_py_register(sel_object *s, PyObject *fileobj, PyObject *events,
                 PyObject *data)
@@ -901,21 +927,8 @@ sel_py_register(sel_object *s, PyObject *fileobj, PyObject *events,
         return NULL;
     }
     long cfd;
-    PyObject *fd = sel_lookup(s, fileobj, &cfd);
+    PyObject *fd = lookup_unregistered(s, fileobj, &cfd);
     if (fd == NULL) {
-        return NULL;
-    }
-    if (cfd >= 0 && slot_find(s, cfd) != NULL) {
-        PyErr_Format(PyExc_KeyError, "%R (FD %S) is already registered",
-                     fileobj, fd);
-        Py_DECREF(fd);
-        return NULL;
-    }
-    if (cfd < 0) {
-        /* keys are kept by C int fd: what any poller would say */
-        PyErr_SetString(PyExc_OverflowError,
-                        "Python int too large to convert to C int");
-        Py_DECREF(fd);
         return NULL;
     }
     PyObject *key = new_key(s->st, fileobj, fd, events, data);
@@ -1131,21 +1144,8 @@ sel_do_register(sel_object *s, PyObject *fileobj, PyObject *events,
         return NULL;
     }
     long cfd;
-    PyObject *fd = sel_lookup(s, fileobj, &cfd);
+    PyObject *fd = lookup_unregistered(s, fileobj, &cfd);
     if (fd == NULL) {
-        return NULL;
-    }
-    if (cfd >= 0 && slot_find(s, cfd) != NULL) {
-        PyErr_Format(PyExc_KeyError, "%R (FD %S) is already registered",
-                     fileobj, fd);
-        Py_DECREF(fd);
-        return NULL;
-    }
-    if (cfd < 0) {
-        /* what the poller's fd conversion says about it */
-        PyErr_SetString(PyExc_OverflowError,
-                        "Python int too large to convert to C int");
-        Py_DECREF(fd);
         return NULL;
     }
     int isbool = PyBool_Check(fd);
@@ -1514,23 +1514,10 @@ ceil_ms_object(PyObject *timeout)
 static void
 timeout_type_error(PyObject *obj, const char *legacy)
 {
-    if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
-        return;
+    if (PyErr_ExceptionMatches(PyExc_TypeError)
+        && (legacy != NULL || fs_ver->timeout_rule == FS_TIMEOUT_REAL)) {
+        fs_timeout_type_error(obj, legacy);
     }
-    if (fs_ver->timeout_rule != FS_TIMEOUT_REAL) {
-        if (legacy != NULL) {
-            PyErr_SetString(PyExc_TypeError, legacy);
-        }
-        return;
-    }
-#ifdef FS_PY_HAVE_FORMAT_T
-    PyErr_Format(PyExc_TypeError,
-                 "timeout must be a real number or None, not %T", obj);
-#else
-    PyErr_Format(PyExc_TypeError,
-                 "timeout must be a real number or None, not %.200s",
-                 Py_TYPE(obj)->tp_name);
-#endif
 }
 
 static int
