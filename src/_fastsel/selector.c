@@ -974,23 +974,35 @@ sel_py_unregister(sel_object *s, PyObject *fileobj)
     return key;
 }
 
+/* The key registered for fileobj (a new reference; *cfd its fd), or NULL
+ * with the stdlib's KeyError. */
+static PyObject *
+registered_key(sel_object *s, PyObject *fileobj, long *cfd)
+{
+    PyObject *fd = sel_lookup(s, fileobj, cfd);
+    if (fd == NULL) {
+        return NULL;
+    }
+    Py_DECREF(fd);
+    sel_slot *sl = *cfd >= 0 ? slot_find(s, *cfd) : NULL;
+    if (sl == NULL) {
+        return err_not_registered(fileobj);
+    }
+    PyObject *key = slot_key(sl);
+    Py_INCREF(key);
+    return key;
+}
+
 /* _PollLikeSelector.modify */
 static PyObject *
 sel_py_modify(sel_object *s, PyObject *fileobj, PyObject *events,
               PyObject *data)
 {
     long cfd;
-    PyObject *fd = sel_lookup(s, fileobj, &cfd);
-    if (fd == NULL) {
+    PyObject *key = registered_key(s, fileobj, &cfd);
+    if (key == NULL) {
         return NULL;
     }
-    Py_DECREF(fd);
-    sel_slot *sl = cfd >= 0 ? slot_find(s, cfd) : NULL;
-    if (sl == NULL) {
-        return err_not_registered(fileobj);
-    }
-    PyObject *key = slot_key(sl);
-    Py_INCREF(key);
     PyObject *result = NULL;
     int ne = not_equal(events, PyTuple_GET_ITEM(key, 2));
     if (ne < 0) {
@@ -1019,7 +1031,7 @@ sel_py_modify(sel_object *s, PyObject *fileobj, PyObject *events,
     if (result == NULL) {
         goto done;
     }
-    sl = slot_find(s, cfd);
+    sel_slot *sl = slot_find(s, cfd);
     if (sl != NULL && slot_key(sl) == key) {
         Py_INCREF(result);
         slot_set_key(sl, result);
@@ -1453,17 +1465,10 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
         return sel_py_modify(s, fileobj, events, data);
     }
     long cfd;
-    PyObject *fd = sel_lookup(s, fileobj, &cfd);
-    if (fd == NULL) {
+    PyObject *key = registered_key(s, fileobj, &cfd);
+    if (key == NULL) {
         return NULL;
     }
-    Py_DECREF(fd);
-    sel_slot *sl = cfd >= 0 ? slot_find(s, cfd) : NULL;
-    if (sl == NULL) {
-        return err_not_registered(fileobj);
-    }
-    PyObject *key = slot_key(sl);
-    Py_INCREF(key);
     PyObject *result = NULL;
     int ne = not_equal(events, PyTuple_GET_ITEM(key, 2));
     if (ne >= 0) {
@@ -2076,18 +2081,7 @@ sel_get_key(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
         return err_closed();
     }
     long cfd;
-    PyObject *fd = sel_lookup(s, fileobj, &cfd);
-    if (fd == NULL) {
-        return NULL;
-    }
-    Py_DECREF(fd);
-    sel_slot *sl = cfd >= 0 ? slot_find(s, cfd) : NULL;
-    if (sl == NULL) {
-        return err_not_registered(fileobj);
-    }
-    PyObject *key = slot_key(sl);
-    Py_INCREF(key);
-    return key;
+    return registered_key(s, fileobj, &cfd);
 }
 
 static PyObject *
