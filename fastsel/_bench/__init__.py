@@ -211,7 +211,7 @@ def _extras(run: Run, select_impls: List[str]) -> None:
     if run.want("memory"):
         run.data["memory"] = extras.run_memory(select_impls)
         if run.data["memory"] is None:
-            run.notes.append("memory: tracemalloc is already tracing; not measured")
+            run.notes.append("memory: tracemalloc is absent or already tracing; not measured")
     if run.want("syscalls/modify-data") or run.want("syscalls/modify-events"):
         n = 1000 if run.s.mode == "smoke" else 10000
         res = extras.run_syscalls(select_impls, n, run.notes)

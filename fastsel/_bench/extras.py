@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import tracemalloc
 from typing import Any, Dict, List, Optional
 
 from . import cases, runner
@@ -26,6 +25,11 @@ MEMORY_SOCKETS = 4000
 
 
 def run_memory(impls: List[str], n: int = MEMORY_SOCKETS) -> Optional[Dict[str, Any]]:
+    """None where tracemalloc cannot measure: already tracing, or absent (PyPy)."""
+    try:
+        import tracemalloc
+    except ImportError:
+        return None
     if tracemalloc.is_tracing():
         return None
     per: Dict[str, float] = {}
