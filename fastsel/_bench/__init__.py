@@ -136,6 +136,11 @@ def _impls(args: argparse.Namespace, notes: List[str]) -> Optional[List[str]]:
         except ImportError:
             impls.remove("uvloop")
             notes.append("uvloop is not importable: the asyncio case runs without it")
+    import fastsel
+    if fastsel.implementation != "c" and "fastsel" in impls:
+        notes.append(f"fastsel serves this Python's own select/selectors "
+                     f"(implementation {fastsel.implementation!r}, docs/platforms.md): "
+                     "its columns time the stdlib against itself")
     return impls
 
 
