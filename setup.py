@@ -70,6 +70,7 @@ def extension():
         cflags.append("-Werror")
     if _flag("FASTSEL_DEBUG"):
         cflags += ["-O0", "-g3", "-UNDEBUG"]
+        macros.append(("FS_DEBUG", "1"))
     else:
         cflags.append("-O2")
     link_args = []

@@ -1,6 +1,7 @@
 /* epoll.c - Linux epoll: the readiness backend for EpollSelector, and the
  * select.epoll object. */
 #include "fastsel.h"
+#include "debug.h"
 #include "backend.h"
 
 #ifdef __linux__
@@ -72,6 +73,7 @@ epb_ctl(fs_backend *b, int op, int fd, int events, uint64_t token)
     struct epoll_event ev;
     ev.events = to_epoll(events);
     ev.data.u64 = token;
+    FS_DEBUG_SYSCALL(FS_SYS_EPOLL_CTL);
     return epoll_ctl(b->epfd, op, fd, &ev);
 }
 
@@ -94,6 +96,7 @@ epb_remove(fs_backend *b, int fd, int old_events)
     (void)old_events;
     /* A non-NULL event keeps pre-2.6.9 kernels happy. */
     struct epoll_event ev = {0};
+    FS_DEBUG_SYSCALL(FS_SYS_EPOLL_CTL);
     return epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, &ev);
 }
 
@@ -122,6 +125,7 @@ epb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
         int64_t t = fs_ns_divide(timeout_ns, 1000000, FS_ROUND_CEILING);
         ms = t > INT_MAX ? INT_MAX : (int)t;
     }
+    FS_DEBUG_SYSCALL(FS_SYS_EPOLL_WAIT);
     int n = epoll_wait(b->epfd, b->buf, max, ms);
     for (int i = 0; i < n; i++) {
         uint32_t e = b->buf[i].events;
@@ -187,179 +191,6 @@ ep_err_closed(void)
     return NULL;
 }
 
-/* -- argument parsing ------------------------------------------------------
- * Argument Clinic's parsers are private API, so the keyword rules and the
- * error texts of _PyArg_UnpackKeywords are reproduced here for the
- * positional-or-keyword signatures epoll uses. */
-
-typedef struct {
-    const char *fname;
-    int nreq;                       /* leading required parameters */
-    int nparams;
-    const char *names[2];
-} ep_sig;
-
-/* Value passed for `name`, borrowed, or NULL.  Keywords come either as a
- * vectorcall kwnames tuple (values after the positionals in args) or as
- * tp_new's dict. */
-static PyObject *
-kw_find(PyObject *kwnames, PyObject *const *kwvals, PyObject *kwdict,
-        const char *name)
-{
-    if (kwdict != NULL) {
-        /* not PyDict_GetItemString: it allocates the key and swallows a
-         * MemoryError, which then reads as an unknown keyword */
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(kwdict, &pos, &k, &v)) {
-            if (PyUnicode_Check(k)
-                && PyUnicode_CompareWithASCIIString(k, name) == 0) {
-                return v;
-            }
-        }
-        return NULL;
-    }
-    Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_Check(k)
-            && PyUnicode_CompareWithASCIIString(k, name) == 0) {
-            return kwvals[i];
-        }
-    }
-    return NULL;
-}
-
-static void
-kw_unexpected(const ep_sig *sig, PyObject *kwnames, PyObject *kwdict)
-{
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *key;
-    for (;;) {
-        if (kwdict != NULL) {
-            if (!PyDict_Next(kwdict, &pos, &key, NULL)) {
-                break;
-            }
-        }
-        else {
-            if (i >= PyTuple_GET_SIZE(kwnames)) {
-                break;
-            }
-            key = PyTuple_GET_ITEM(kwnames, i++);
-        }
-        int known = 0;
-        if (PyUnicode_Check(key)) {
-            for (int j = 0; j < sig->nparams; j++) {
-                if (PyUnicode_CompareWithASCIIString(key,
-                                                     sig->names[j]) == 0) {
-                    known = 1;
-                }
-            }
-        }
-        else if (fs_ver->kw_nonstr_error) {
-            PyErr_SetString(PyExc_TypeError, "keywords must be strings");
-            return;
-        }
-        if (!known) {
-            if (!fs_ver->kw_suggest) {
-                PyErr_Format(PyExc_TypeError,
-                             "'%S' is an invalid keyword argument for %s()",
-                             key, sig->fname);
-                return;
-            }
-            const char *hint = fs_suggest_keyword(sig->names, sig->nparams,
-                                                  key);
-            if (hint != NULL) {
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got an unexpected keyword argument '%S'."
-                             " Did you mean '%s'?", sig->fname, key, hint);
-            }
-            else {
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got an unexpected keyword argument '%S'",
-                             sig->fname, key);
-            }
-            return;
-        }
-    }
-    PyErr_Format(PyExc_TypeError, "invalid keyword argument for %s()",
-                 sig->fname);
-}
-
-/* Fill out[0..nparams) with borrowed values (NULL: not given).  Mirrors
- * _PyArg_UnpackKeywords: count check, then missing required parameters in
- * order, then name-and-position clashes, then unknown names. */
-static int
-ep_parse(const ep_sig *sig, PyObject *const *args, Py_ssize_t nargs,
-         PyObject *kwnames, PyObject *kwdict, PyObject **out)
-{
-    Py_ssize_t nkw = 0;
-    if (kwdict != NULL) {
-        nkw = PyDict_GET_SIZE(kwdict);
-        if (nkw == 0) {
-            kwdict = NULL;
-        }
-    }
-    else if (kwnames != NULL) {
-        nkw = PyTuple_GET_SIZE(kwnames);
-    }
-    if (nargs + nkw > sig->nparams) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s() takes at most %d %sargument%s (%zd given)",
-                     sig->fname, sig->nparams, nargs == 0 ? "keyword " : "",
-                     sig->nparams == 1 ? "" : "s", nargs + nkw);
-        return -1;
-    }
-    int i;
-    for (i = 0; i < nargs; i++) {
-        out[i] = args[i];
-    }
-    for (; i < sig->nparams; i++) {
-        out[i] = NULL;
-    }
-    if (nkw == 0) {
-        if (nargs < sig->nreq) {
-            goto missing;
-        }
-        return 0;
-    }
-    PyObject *const *kwvals = args + nargs;
-    for (i = (int)nargs; i < sig->nparams; i++) {
-        out[i] = kw_find(kwnames, kwvals, kwdict, sig->names[i]);
-        if (out[i] != NULL) {
-            nkw--;
-        }
-        else if (i < sig->nreq) {
-            goto missing;
-        }
-    }
-    if (nkw > 0) {
-        for (i = 0; i < nargs; i++) {
-            if (kw_find(kwnames, kwvals, kwdict, sig->names[i])) {
-                PyErr_Format(PyExc_TypeError,
-                             "argument for %s() given by name ('%s') "
-                             "and position (%d)",
-                             sig->fname, sig->names[i], i + 1);
-                return -1;
-            }
-        }
-        kw_unexpected(sig, kwnames, kwdict);
-        return -1;
-    }
-    return 0;
-
-missing:
-    for (i = 0; i < sig->nreq; i++) {
-        if (out[i] == NULL) {
-            break;
-        }
-    }
-    PyErr_Format(PyExc_TypeError,
-                 "%s() missing required argument '%s' (pos %d)",
-                 sig->fname, sig->names[i], i + 1);
-    return -1;
-}
-
 /* -- construction --------------------------------------------------------- */
 
 static PyObject *
@@ -388,14 +219,14 @@ ep_new_object(PyTypeObject *type, int fd)
     return (PyObject *)self;
 }
 
-static const ep_sig sig_new = {"epoll", 0, 2, {"sizehint", "flags"}};
+static const fs_clinic_sig sig_new = {"epoll", 0, 2, {"sizehint", "flags"}};
 
 static PyObject *
 ep_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *a[2];
     int sizehint = -1, flags = 0;
-    if (ep_parse(&sig_new, &PyTuple_GET_ITEM(args, 0), PyTuple_GET_SIZE(args),
+    if (fs_parse_clinic(&sig_new, &PyTuple_GET_ITEM(args, 0), PyTuple_GET_SIZE(args),
                  NULL, kwargs, a) < 0) {
         return NULL;
     }
@@ -523,6 +354,7 @@ ep_ctl(ep_object *self, int op, int fd, unsigned int events)
     /* The GIL goes, as in CPython: ADD calls the file's poll hook, which for
      * a FUSE file may wait on a daemon thread of this very process. */
     Py_BEGIN_ALLOW_THREADS
+    FS_DEBUG_SYSCALL(FS_SYS_EPOLL_CTL);
     rc = epoll_ctl(epfd, op, fd, &ev);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
@@ -531,14 +363,14 @@ ep_ctl(ep_object *self, int op, int fd, unsigned int events)
     Py_RETURN_NONE;
 }
 
-static const ep_sig sig_register = {"register", 1, 2, {"fd", "eventmask"}};
-static const ep_sig sig_modify = {"modify", 2, 2, {"fd", "eventmask"}};
-static const ep_sig sig_unregister = {"unregister", 1, 1, {"fd", NULL}};
-static const ep_sig sig_poll = {"poll", 0, 2, {"timeout", "maxevents"}};
+static const fs_clinic_sig sig_register = {"register", 1, 2, {"fd", "eventmask"}};
+static const fs_clinic_sig sig_modify = {"modify", 2, 2, {"fd", "eventmask"}};
+static const fs_clinic_sig sig_unregister = {"unregister", 1, 1, {"fd", NULL}};
+static const fs_clinic_sig sig_poll = {"poll", 0, 2, {"timeout", "maxevents"}};
 
 /* Shared by register and modify: (fd, eventmask) in the stdlib's order. */
 static PyObject *
-ep_ctl_call(ep_object *self, const ep_sig *sig, int op, PyObject *const *args,
+ep_ctl_call(ep_object *self, const fs_clinic_sig *sig, int op, PyObject *const *args,
             Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *a[2];
@@ -547,7 +379,7 @@ ep_ctl_call(ep_object *self, const ep_sig *sig, int op, PyObject *const *args,
         a[0] = args[0];
         a[1] = args[1];
     }
-    else if (ep_parse(sig, args, nargs, kwnames, NULL, a) < 0) {
+    else if (fs_parse_clinic(sig, args, nargs, kwnames, NULL, a) < 0) {
         return NULL;
     }
     int fd = fs_fileno(a[0]);
@@ -583,7 +415,7 @@ ep_unregister(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
     if (kwnames == NULL && nargs == 1) {
         a[0] = args[0];
     }
-    else if (ep_parse(&sig_unregister, args, nargs, kwnames, NULL, a) < 0) {
+    else if (fs_parse_clinic(&sig_unregister, args, nargs, kwnames, NULL, a) < 0) {
         return NULL;
     }
     int fd = fs_fileno(a[0]);
@@ -716,7 +548,7 @@ ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
             a[i] = args[i];
         }
     }
-    else if (ep_parse(&sig_poll, args, nargs, kwnames, NULL, a) < 0) {
+    else if (fs_parse_clinic(&sig_poll, args, nargs, kwnames, NULL, a) < 0) {
         return NULL;
     }
     timeout_obj = a[0] != NULL ? a[0] : Py_None;
@@ -790,6 +622,7 @@ ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
         int epfd = self->epfd;      /* re-read: a signal handler may close */
         int saved;
         Py_BEGIN_ALLOW_THREADS
+        FS_DEBUG_SYSCALL(FS_SYS_EPOLL_WAIT);
         n = epoll_wait(epfd, evs, maxevents, ms);
         saved = errno;
         Py_END_ALLOW_THREADS

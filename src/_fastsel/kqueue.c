@@ -5,6 +5,7 @@
  * Linux only with setup.py's FASTSEL_KQUEUE switch, against libkqueue, so the
  * code can be tested there.  Elsewhere this file compiles to nothing. */
 #include "fastsel.h"
+#include "debug.h"
 #include "fork.h"
 #include "backend.h"
 
@@ -188,6 +189,7 @@ kqb_apply(fs_backend *b, struct kevent *ch, int n, int *err)
         ch[i].flags |= EV_RECEIPT;
         err[i] = EIO;       /* no receipt: treat as failed */
     }
+    FS_DEBUG_SYSCALL(FS_SYS_KEVENT);
     int r = kevent(b->kqfd, ch, n, res, n, &zero);
     if (r < 0) {
         return -1;
@@ -199,6 +201,7 @@ kqb_apply(fs_backend *b, struct kevent *ch, int n, int *err)
     /* Without receipts an error comes back as -1/errno only when the event
      * list is empty, so apply the changes one by one. */
     for (int i = 0; i < n; i++) {
+        FS_DEBUG_SYSCALL(FS_SYS_KEVENT);
         err[i] = kevent(b->kqfd, &ch[i], 1, NULL, 0, &zero) < 0 ? errno : 0;
     }
 #endif
@@ -483,6 +486,7 @@ kqb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
         own = 1;
     }
     /* room for both filters of max fds, so that each comes back merged */
+    FS_DEBUG_SYSCALL(FS_SYS_KEVENT);
     int n = kevent(b->kqfd, NULL, 0, s.buf, 2 * max,
                    kq_timespec(timeout_ns, &ts));
     int saved = errno;
@@ -494,6 +498,7 @@ kqb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
     static const struct timespec zero = {0, 0};
     int batch = n;
     while (batch == 512 && n < 2 * max) {
+        FS_DEBUG_SYSCALL(FS_SYS_KEVENT);
         batch = kevent(b->kqfd, NULL, 0, s.buf + n, 2 * max - n, &zero);
         if (batch <= 0 || (s.buf[n].ident == s.buf[0].ident
                            && s.buf[n].filter == s.buf[0].filter)) {
@@ -1054,6 +1059,7 @@ kq_control(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         int err;
         Py_BEGIN_ALLOW_THREADS
         errno = 0;
+        FS_DEBUG_SYSCALL(FS_SYS_KEVENT);
         gotevents = kevent(fd, chl, nchanges, evl, maxevents, pts);
         err = errno;
         Py_END_ALLOW_THREADS

@@ -1,8 +1,26 @@
 /* module.c - the _fastsel module: state, multi-phase init, shared constants. */
 #include "fastsel.h"
+#include "debug.h"
 #include "fork.h"
 
 #include <limits.h>
+
+int
+fs_add_int(PyObject *module, const char *name, long value)
+{
+    return PyModule_AddIntConstant(module, name, value);
+}
+
+int
+fs_add_object(PyObject *module, const char *name, PyObject *value)
+{
+    Py_INCREF(value);
+    if (PyModule_AddObject(module, name, value) < 0) {
+        Py_DECREF(value);
+        return -1;
+    }
+    return 0;
+}
 
 typedef int (*fs_setup_fn)(PyObject *, fs_state *);
 
@@ -17,7 +35,8 @@ static const fs_setup_fn setup_hooks[] = {
 #ifdef __linux__
     fs_epoll_setup,
 #endif
-    fs_selector_setup,      /* last: the selector classes use the backends */
+    fs_selector_setup,      /* the selector classes use the backends */
+    fs_debug_setup,
 };
 
 static int

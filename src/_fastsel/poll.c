@@ -1,5 +1,6 @@
 /* poll.c - select.poll() objects and the poll(2) backend of the selectors. */
 #include "fastsel.h"
+#include "debug.h"
 #include "fdtab.h"
 
 #include <limits.h>
@@ -252,6 +253,7 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
     self->running = 1;
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
+        FS_DEBUG_SYSCALL(FS_SYS_POLL);
         n = use_ppoll ? poll_ns(pfd, nfd, timeout)
                       : poll(pfd, nfd, (int)ms);
         err = errno;
@@ -491,6 +493,7 @@ pollb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
     if (rc < 0) {
         return -1;
     }
+    FS_DEBUG_SYSCALL(FS_SYS_POLL);
     int n = poll(b->wfd, (nfds_t)b->wlen, ms);
     if (n <= 0) {
         return n;

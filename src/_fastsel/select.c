@@ -6,6 +6,7 @@
  * _FORTIFY_SOURCE, and select(2) itself only reads nfds bits.
  */
 #include "fastsel.h"
+#include "debug.h"
 #include "fdtab.h"
 
 #include <limits.h>
@@ -213,6 +214,7 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     }
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
+        FS_DEBUG_SYSCALL(FS_SYS_SELECT);
         ready = select(maxfd + 1, (fd_set *)sets[0], (fd_set *)sets[1],
                        (fd_set *)sets[2], tvp);
         err = errno;
@@ -389,6 +391,7 @@ selectb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
     if (nw > 0) {
         memcpy(r, b->bits, 2 * nw * sizeof(unsigned long));
     }
+    FS_DEBUG_SYSCALL(FS_SYS_SELECT);
     int n = select(b->maxfd + 1, nw ? (fd_set *)r : NULL,
                    nw ? (fd_set *)w : NULL, NULL, tvp);
     if (n <= 0) {

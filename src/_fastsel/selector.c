@@ -675,123 +675,7 @@ slot_set_key(sel_slot *sl, PyObject *key)
     Py_DECREF(old);
 }
 
-/* ---- argument parsing --------------------------------------------------- */
-
-#define SEL_MAX_PARAMS 4        /* register(fileobj, events, data) is the most */
-
-/* Positional-or-keyword parameters `names` (nreq required), filled into out
- * as borrowed references (NULL when absent).  Errors read as CPython's for
- * the stdlib's Python method (qualified by its defining class since 3.10;
- * counts include self). */
-static int
-parse_args(const char *owner, const char *meth, const char *const *names,
-           int nreq, int nmax, PyObject *const *args, Py_ssize_t nargs,
-           PyObject *kwnames, PyObject **out)
-{
-    char fname[96];
-    if (fs_ver->qualified_names) {
-        PyOS_snprintf(fname, sizeof(fname), "%s.%s", owner, meth);
-    }
-    else {
-        PyOS_snprintf(fname, sizeof(fname), "%s", meth);
-    }
-    /* bound as CPython binds a Python function's arguments: positionals
-     * into their parameters, then keywords (unknown or duplicate names fail
-     * first), then the count of positionals, then missing parameters */
-    int i;
-    for (i = 0; i < nargs && i < nmax; i++) {
-        out[i] = args[i];
-    }
-    for (; i < nmax; i++) {
-        out[i] = NULL;
-    }
-    if (kwnames != NULL) {
-        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
-        for (Py_ssize_t k = 0; k < nkw; k++) {
-            PyObject *name = PyTuple_GET_ITEM(kwnames, k);
-            int j;
-            for (j = 0; j < nmax; j++) {
-                if (PyUnicode_CompareWithASCIIString(name, names[j]) == 0) {
-                    break;
-                }
-            }
-            if (j == nmax) {
-                /* the stdlib's methods are Python functions: `self` is a
-                 * parameter too, already bound */
-                if (PyUnicode_CompareWithASCIIString(name, "self") == 0) {
-                    PyErr_Format(PyExc_TypeError,
-                                 "%s() got multiple values for argument "
-                                 "'self'", fname);
-                    return -1;
-                }
-                const char *cands[1 + SEL_MAX_PARAMS] = {"self"};
-                for (j = 0; j < nmax && j < SEL_MAX_PARAMS; j++) {
-                    cands[1 + j] = names[j];
-                }
-                const char *hint = fs_ver->kw_suggest
-                    ? fs_suggest_keyword(cands, 1 + j, name) : NULL;
-                if (hint != NULL) {
-                    PyErr_Format(PyExc_TypeError,
-                                 "%s() got an unexpected keyword argument "
-                                 "'%S'. Did you mean '%s'?", fname, name,
-                                 hint);
-                    return -1;
-                }
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got an unexpected keyword argument '%S'",
-                             fname, name);
-                return -1;
-            }
-            if (out[j] != NULL) {
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got multiple values for argument '%s'",
-                             fname, names[j]);
-                return -1;
-            }
-            out[j] = args[nargs + k];
-        }
-    }
-    if (nargs > nmax) {
-        if (nreq == nmax) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() takes %d positional argument%s but %zd %s "
-                         "given",
-                         fname, nmax + 1, nmax == 0 ? "" : "s", nargs + 1,
-                         nargs + 1 == 1 ? "was" : "were");
-        }
-        else {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() takes from %d to %d positional arguments but "
-                         "%zd were given", fname, nreq + 1, nmax + 1,
-                         nargs + 1);
-        }
-        return -1;
-    }
-    int missing[4], nmiss = 0;
-    for (i = 0; i < nreq; i++) {
-        if (out[i] == NULL) {
-            missing[nmiss++] = i;
-        }
-    }
-    if (nmiss) {
-        PyObject *list = PyUnicode_FromFormat("'%s'", names[missing[0]]);
-        for (int m = 1; list != NULL && m < nmiss; m++) {
-            PyObject *t = PyUnicode_FromFormat(
-                "%U%s'%s'", list,
-                m == nmiss - 1 ? (nmiss > 2 ? ", and " : " and ") : ", ",
-                names[missing[m]]);
-            Py_SETREF(list, t);
-        }
-        if (list != NULL) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() missing %d required positional argument%s: %U",
-                         fname, nmiss, nmiss == 1 ? "" : "s", list);
-            Py_DECREF(list);
-        }
-        return -1;
-    }
-    return 0;
-}
+/* ---- argument errors --------------------------------------------------- */
 
 /* The stdlib class that defines each method, for error texts. */
 static const char *
@@ -829,7 +713,7 @@ no_args(sel_object *s, char meth, const char *name, PyObject *const *args,
     if (nargs == 0 && kwnames == NULL) {
         return 0;
     }
-    return parse_args(owner_of(s->kind, meth), name, NULL, 0, 0, args, nargs,
+    return fs_parse_pyfunc(owner_of(s->kind, meth), name, NULL, 0, 0, args, nargs,
                       kwnames, NULL);
 }
 
@@ -1218,7 +1102,7 @@ parse_fileobj_events_data(sel_object *s, char which, const char *meth,
         a[2] = nargs == 3 ? args[2] : Py_None;
         return 0;
     }
-    if (parse_args(owner_of(s->kind, which), meth, names_reg, 2, 3, args,
+    if (fs_parse_pyfunc(owner_of(s->kind, which), meth, names_reg, 2, 3, args,
                    nargs, kwnames, a) < 0) {
         return -1;
     }
@@ -1286,7 +1170,7 @@ sel_unregister(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     if (kwnames == NULL && nargs == 1) {
         a[0] = args[0];
     }
-    else if (parse_args(owner_of(s->kind, 'r'), "unregister",
+    else if (fs_parse_pyfunc(owner_of(s->kind, 'r'), "unregister",
                         names_reg, 1, 1, args, nargs, kwnames, a) < 0) {
         return NULL;
     }
@@ -1915,7 +1799,7 @@ sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
         timeout = nargs ? args[0] : Py_None;
     }
     else {
-        if (parse_args(owner_of(s->kind, 's'), "select",
+        if (fs_parse_pyfunc(owner_of(s->kind, 's'), "select",
                        names_timeout, 0, 1, args, nargs, kwnames,
                        &timeout) < 0) {
             return NULL;
@@ -2073,7 +1957,7 @@ sel_get_key(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     if (kwnames == NULL && nargs == 1) {
         fileobj = args[0];
     }
-    else if (parse_args(owner_of(s->kind, 'k'), "get_key",
+    else if (fs_parse_pyfunc(owner_of(s->kind, 'k'), "get_key",
                         names_reg, 1, 1, args, nargs, kwnames, &fileobj) < 0) {
         return NULL;
     }
@@ -2388,7 +2272,7 @@ map_get(map_object *m, PyObject *const *args, Py_ssize_t nargs,
     }
     else {
         int own = fs_ver->map_own_get;
-        if (parse_args(own ? "_SelectorMapping" : "Mapping", "get",
+        if (fs_parse_pyfunc(own ? "_SelectorMapping" : "Mapping", "get",
                        own ? names_get_own : names_get_abc, 1, 2, args,
                        nargs, kwnames, a) < 0) {
             return NULL;

@@ -1,0 +1,549 @@
+/* args.c - every argument binder and converter, with CPython's error texts. */
+#include "fastsel.h"
+#include "args.h"
+#include "pyver.h"
+
+#include <limits.h>
+#include <string.h>
+
+/* ---- converters -------------------------------------------------------- */
+
+int
+fs_fileno(PyObject *obj)
+{
+    /* Exact ints are the common case (selectors pass fds); everything else,
+     * bools included, takes CPython's own path so warnings and error texts
+     * follow the running version. */
+    if (PyLong_CheckExact(obj)) {
+        int overflow;
+        long v = PyLong_AsLongAndOverflow(obj, &overflow);
+        if (overflow || v > INT_MAX || v < INT_MIN) {
+            PyErr_SetString(PyExc_OverflowError,
+                            "Python int too large to convert to C int");
+            return -1;
+        }
+        if (v < 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "file descriptor cannot be a negative integer (%i)",
+                         (int)v);
+            return -1;
+        }
+        return (int)v;
+    }
+    return PyObject_AsFileDescriptor(obj);
+}
+
+int
+fs_as_int(PyObject *obj, int *out)
+{
+    if (fs_ver->int_refuses_float && PyFloat_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "integer argument expected, got float");
+        return -1;
+    }
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow || v > INT_MAX || v < INT_MIN) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large to convert to C int");
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int
+fs_long_in_range(PyObject *v, long long min, unsigned long long max)
+{
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (x == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (overflow < 0) {
+        return 0;
+    }
+    if (overflow > 0) {
+        unsigned long long u = PyLong_AsUnsignedLongLong(v);
+        if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return u <= max;
+    }
+    return x >= min && (x < 0 || (unsigned long long)x <= max);
+}
+
+int
+fs_as_uint_mask(PyObject *obj, unsigned int *out)
+{
+    if (fs_ver->int_refuses_float && PyFloat_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "integer argument expected, got float");
+        return -1;
+    }
+    if (!fs_ver->bitwise_warn) {
+        unsigned long v = PyLong_AsUnsignedLongMask(obj);
+        if (v == (unsigned long)-1 && PyErr_Occurred()) {
+            return -1;
+        }
+        *out = (unsigned int)v;
+        return 0;
+    }
+    /* __index__ once, then the range check on its result */
+    PyObject *n = PyLong_Check(obj) ? obj : PyNumber_Index(obj);
+    if (n == NULL) {
+        return -1;
+    }
+    if (n == obj) {
+        Py_INCREF(n);
+    }
+    int rc = 0;
+    if (!fs_long_in_range(n, INT_MIN, UINT_MAX)
+        && PyErr_WarnEx(PyExc_DeprecationWarning,
+                        "integer value out of range", 1) < 0) {
+        rc = -1;
+    }
+    else {
+        *out = (unsigned int)PyLong_AsUnsignedLongMask(n);
+    }
+    Py_DECREF(n);
+    return rc;
+}
+
+/* Up to 3.13: PyLong only, and unsigned long decides past LONG_MAX. */
+static int
+ushort_from_long(PyObject *obj, unsigned short *out)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError, "an integer is required");
+        return -1;
+    }
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow < 0 || (overflow == 0 && v < 0)) {
+        PyErr_SetString(PyExc_ValueError, "value must be positive");
+        return -1;
+    }
+    if (overflow > 0) {
+        unsigned long u = PyLong_AsUnsignedLong(obj);
+        if (u == (unsigned long)-1 && PyErr_Occurred()) {
+            return -1;
+        }
+        v = LONG_MAX;
+    }
+    if (v > USHRT_MAX) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large for C unsigned short");
+        return -1;
+    }
+    *out = (unsigned short)v;
+    return 0;
+}
+
+/* 3.14+: through __index__, one text per direction. */
+static int
+ushort_from_index(PyObject *obj, unsigned short *out)
+{
+    PyObject *n = PyLong_Check(obj) ? obj : PyNumber_Index(obj);
+    if (n == NULL) {
+        return -1;
+    }
+    if (n == obj) {
+        Py_INCREF(n);
+    }
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(n, &overflow);
+    Py_DECREF(n);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow < 0 || (overflow == 0 && v < 0)) {
+        PyErr_SetString(PyExc_ValueError, "Cannot convert negative int");
+        return -1;
+    }
+    if (overflow > 0 || v > USHRT_MAX) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large for C unsigned short");
+        return -1;
+    }
+    *out = (unsigned short)v;
+    return 0;
+}
+
+int
+fs_as_ushort(PyObject *obj, unsigned short *out)
+{
+    if (fs_ver->ushort_rule == FS_USHORT_INDEX) {
+        return ushort_from_index(obj, out);
+    }
+    return ushort_from_long(obj, out);
+}
+
+/* 3.13 adds "Did you mean ...?" to unknown keywords, choosing with CPython's
+ * edit distance (suggestions.c): on UTF-8 bytes, after dropping the common
+ * prefix and suffix; insert/delete cost 2, substitution 2, or 1 for an
+ * ASCII letter of the other case; no match past 40 remaining bytes or past
+ * (len(a) + len(b) + 3) / 3. */
+#define SUGGEST_MAX_LEN 40
+
+static Py_ssize_t
+suggest_distance(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb)
+{
+    while (na && nb && a[0] == b[0]) {
+        a++, na--, b++, nb--;
+    }
+    while (na && nb && a[na - 1] == b[nb - 1]) {
+        na--, nb--;
+    }
+    if (na == 0 || nb == 0) {
+        return (na + nb) * 2;
+    }
+    if (na > SUGGEST_MAX_LEN || nb > SUGGEST_MAX_LEN) {
+        return PY_SSIZE_T_MAX;
+    }
+    /* one DP row: row[j] = cost(a[:i], b[:j]) */
+    Py_ssize_t row[SUGGEST_MAX_LEN + 1];
+    for (Py_ssize_t j = 0; j <= nb; j++) {
+        row[j] = 2 * j;
+    }
+    for (Py_ssize_t i = 1; i <= na; i++) {
+        Py_ssize_t diag = row[0];
+        row[0] = 2 * i;
+        for (Py_ssize_t j = 1; j <= nb; j++) {
+            char x = a[i - 1], y = b[j - 1];
+            Py_ssize_t sub = 2;
+            if (x == y) {
+                sub = 0;
+            }
+            else if ((x ^ y) == 0x20 && (x | 0x20) >= 'a'
+                     && (x | 0x20) <= 'z') {
+                sub = 1;
+            }
+            Py_ssize_t best = diag + sub;
+            Py_ssize_t del = (row[j] < row[j - 1] ? row[j] : row[j - 1]) + 2;
+            if (del < best) {
+                best = del;
+            }
+            diag = row[j];
+            row[j] = best;
+        }
+    }
+    return row[nb];
+}
+
+const char *
+fs_suggest_keyword(const char *const *names, int n, PyObject *key)
+{
+    Py_ssize_t nkey;
+    const char *k = PyUnicode_AsUTF8AndSize(key, &nkey);
+    if (k == NULL) {
+        PyErr_Clear();              /* CPython: no suggestion then either */
+        return NULL;
+    }
+    /* the first name at the smallest distance within the limit wins */
+    const char *best = NULL;
+    Py_ssize_t best_dist = PY_SSIZE_T_MAX;
+    for (int j = 0; j < n; j++) {
+        Py_ssize_t nname = (Py_ssize_t)strlen(names[j]);
+        Py_ssize_t limit = (nkey + nname + 3) * 2 / 6;
+        if (limit > best_dist - 1) {
+            limit = best_dist - 1;
+        }
+        Py_ssize_t d = suggest_distance(k, nkey, names[j], nname);
+        if (d <= limit) {
+            best = names[j];
+            best_dist = d;
+        }
+    }
+    return best;
+}
+
+/* ---- Argument Clinic binding (_PyArg_UnpackKeywords) ------------------- */
+
+/* Value passed for `name`, borrowed, or NULL.  Keywords come either as a
+ * vectorcall kwnames tuple (values after the positionals in args) or as
+ * tp_new's dict. */
+static PyObject *
+kw_find(PyObject *kwnames, PyObject *const *kwvals, PyObject *kwdict,
+        const char *name)
+{
+    if (kwdict != NULL) {
+        /* not PyDict_GetItemString: it allocates the key and swallows a
+         * MemoryError, which then reads as an unknown keyword */
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(kwdict, &pos, &k, &v)) {
+            if (PyUnicode_Check(k)
+                && PyUnicode_CompareWithASCIIString(k, name) == 0) {
+                return v;
+            }
+        }
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_Check(k)
+            && PyUnicode_CompareWithASCIIString(k, name) == 0) {
+            return kwvals[i];
+        }
+    }
+    return NULL;
+}
+
+static void
+kw_unexpected(const fs_clinic_sig *sig, PyObject *kwnames, PyObject *kwdict)
+{
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *key;
+    for (;;) {
+        if (kwdict != NULL) {
+            if (!PyDict_Next(kwdict, &pos, &key, NULL)) {
+                break;
+            }
+        }
+        else {
+            if (i >= PyTuple_GET_SIZE(kwnames)) {
+                break;
+            }
+            key = PyTuple_GET_ITEM(kwnames, i++);
+        }
+        int known = 0;
+        if (PyUnicode_Check(key)) {
+            for (int j = 0; j < sig->nparams; j++) {
+                if (PyUnicode_CompareWithASCIIString(key,
+                                                     sig->names[j]) == 0) {
+                    known = 1;
+                }
+            }
+        }
+        else if (fs_ver->kw_nonstr_error) {
+            PyErr_SetString(PyExc_TypeError, "keywords must be strings");
+            return;
+        }
+        if (!known) {
+            if (!fs_ver->kw_suggest) {
+                PyErr_Format(PyExc_TypeError,
+                             "'%S' is an invalid keyword argument for %s()",
+                             key, sig->fname);
+                return;
+            }
+            const char *hint = fs_suggest_keyword(sig->names, sig->nparams,
+                                                  key);
+            if (hint != NULL) {
+                PyErr_Format(PyExc_TypeError,
+                             "%s() got an unexpected keyword argument '%S'."
+                             " Did you mean '%s'?", sig->fname, key, hint);
+            }
+            else {
+                PyErr_Format(PyExc_TypeError,
+                             "%s() got an unexpected keyword argument '%S'",
+                             sig->fname, key);
+            }
+            return;
+        }
+    }
+    PyErr_Format(PyExc_TypeError, "invalid keyword argument for %s()",
+                 sig->fname);
+}
+
+/* Fill out[0..nparams) with borrowed values (NULL: not given).  Mirrors
+ * _PyArg_UnpackKeywords: count check, then missing required parameters in
+ * order, then name-and-position clashes, then unknown names. */
+int
+fs_parse_clinic(const fs_clinic_sig *sig, PyObject *const *args,
+                Py_ssize_t nargs, PyObject *kwnames, PyObject *kwdict,
+                PyObject **out)
+{
+    Py_ssize_t nkw = 0;
+    if (kwdict != NULL) {
+        nkw = PyDict_GET_SIZE(kwdict);
+        if (nkw == 0) {
+            kwdict = NULL;
+        }
+    }
+    else if (kwnames != NULL) {
+        nkw = PyTuple_GET_SIZE(kwnames);
+    }
+    if (nargs + nkw > sig->nparams) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at most %d %sargument%s (%zd given)",
+                     sig->fname, sig->nparams, nargs == 0 ? "keyword " : "",
+                     sig->nparams == 1 ? "" : "s", nargs + nkw);
+        return -1;
+    }
+    int i;
+    for (i = 0; i < nargs; i++) {
+        out[i] = args[i];
+    }
+    for (; i < sig->nparams; i++) {
+        out[i] = NULL;
+    }
+    if (nkw == 0) {
+        if (nargs < sig->nreq) {
+            goto missing;
+        }
+        return 0;
+    }
+    PyObject *const *kwvals = args + nargs;
+    for (i = (int)nargs; i < sig->nparams; i++) {
+        out[i] = kw_find(kwnames, kwvals, kwdict, sig->names[i]);
+        if (out[i] != NULL) {
+            nkw--;
+        }
+        else if (i < sig->nreq) {
+            goto missing;
+        }
+    }
+    if (nkw > 0) {
+        for (i = 0; i < nargs; i++) {
+            if (kw_find(kwnames, kwvals, kwdict, sig->names[i])) {
+                PyErr_Format(PyExc_TypeError,
+                             "argument for %s() given by name ('%s') "
+                             "and position (%d)",
+                             sig->fname, sig->names[i], i + 1);
+                return -1;
+            }
+        }
+        kw_unexpected(sig, kwnames, kwdict);
+        return -1;
+    }
+    return 0;
+
+missing:
+    for (i = 0; i < sig->nreq; i++) {
+        if (out[i] == NULL) {
+            break;
+        }
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "%s() missing required argument '%s' (pos %d)",
+                 sig->fname, sig->names[i], i + 1);
+    return -1;
+}
+
+/* -- construction --------------------------------------------------------- */
+
+/* ---- Python-function binding (the stdlib selectors' methods) ---------- */
+
+/* Positional-or-keyword parameters `names` (nreq required), filled into out
+ * as borrowed references (NULL when absent).  Errors read as CPython's for
+ * the stdlib's Python method (qualified by its defining class since 3.10;
+ * counts include self). */
+int
+fs_parse_pyfunc(const char *owner, const char *meth, const char *const *names,
+                int nreq, int nmax, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames, PyObject **out)
+{
+    char fname[96];
+    if (fs_ver->qualified_names) {
+        PyOS_snprintf(fname, sizeof(fname), "%s.%s", owner, meth);
+    }
+    else {
+        PyOS_snprintf(fname, sizeof(fname), "%s", meth);
+    }
+    /* bound as CPython binds a Python function's arguments: positionals
+     * into their parameters, then keywords (unknown or duplicate names fail
+     * first), then the count of positionals, then missing parameters */
+    int i;
+    for (i = 0; i < nargs && i < nmax; i++) {
+        out[i] = args[i];
+    }
+    for (; i < nmax; i++) {
+        out[i] = NULL;
+    }
+    if (kwnames != NULL) {
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t k = 0; k < nkw; k++) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+            int j;
+            for (j = 0; j < nmax; j++) {
+                if (PyUnicode_CompareWithASCIIString(name, names[j]) == 0) {
+                    break;
+                }
+            }
+            if (j == nmax) {
+                /* the stdlib's methods are Python functions: `self` is a
+                 * parameter too, already bound */
+                if (PyUnicode_CompareWithASCIIString(name, "self") == 0) {
+                    PyErr_Format(PyExc_TypeError,
+                                 "%s() got multiple values for argument "
+                                 "'self'", fname);
+                    return -1;
+                }
+                const char *cands[1 + FS_PYFUNC_MAX_PARAMS] = {"self"};
+                for (j = 0; j < nmax && j < FS_PYFUNC_MAX_PARAMS; j++) {
+                    cands[1 + j] = names[j];
+                }
+                const char *hint = fs_ver->kw_suggest
+                    ? fs_suggest_keyword(cands, 1 + j, name) : NULL;
+                if (hint != NULL) {
+                    PyErr_Format(PyExc_TypeError,
+                                 "%s() got an unexpected keyword argument "
+                                 "'%S'. Did you mean '%s'?", fname, name,
+                                 hint);
+                    return -1;
+                }
+                PyErr_Format(PyExc_TypeError,
+                             "%s() got an unexpected keyword argument '%S'",
+                             fname, name);
+                return -1;
+            }
+            if (out[j] != NULL) {
+                PyErr_Format(PyExc_TypeError,
+                             "%s() got multiple values for argument '%s'",
+                             fname, names[j]);
+                return -1;
+            }
+            out[j] = args[nargs + k];
+        }
+    }
+    if (nargs > nmax) {
+        if (nreq == nmax) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() takes %d positional argument%s but %zd %s "
+                         "given",
+                         fname, nmax + 1, nmax == 0 ? "" : "s", nargs + 1,
+                         nargs + 1 == 1 ? "was" : "were");
+        }
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() takes from %d to %d positional arguments but "
+                         "%zd were given", fname, nreq + 1, nmax + 1,
+                         nargs + 1);
+        }
+        return -1;
+    }
+    int missing[4], nmiss = 0;
+    for (i = 0; i < nreq; i++) {
+        if (out[i] == NULL) {
+            missing[nmiss++] = i;
+        }
+    }
+    if (nmiss) {
+        PyObject *list = PyUnicode_FromFormat("'%s'", names[missing[0]]);
+        for (int m = 1; list != NULL && m < nmiss; m++) {
+            PyObject *t = PyUnicode_FromFormat(
+                "%U%s'%s'", list,
+                m == nmiss - 1 ? (nmiss > 2 ? ", and " : " and ") : ", ",
+                names[missing[m]]);
+            Py_SETREF(list, t);
+        }
+        if (list != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() missing %d required positional argument%s: %U",
+                         fname, nmiss, nmiss == 1 ? "" : "s", list);
+            Py_DECREF(list);
+        }
+        return -1;
+    }
+    return 0;
+}

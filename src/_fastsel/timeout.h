@@ -1,0 +1,62 @@
+/* timeout.h - the one home of time: timeout conversion with the running
+ * CPython's texts, saturating deadlines, and the PEP 475 retry loop that
+ * every kernel wait of _fastsel goes through. */
+#ifndef FASTSEL_TIMEOUT_H
+#define FASTSEL_TIMEOUT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+
+/* Timeouts are carried as signed nanoseconds, as CPython's PyTime_t is.
+ * The rounding modes of _PyTime_round_t that the select module uses. */
+typedef enum {
+    FS_ROUND_CEILING,
+    FS_ROUND_UP,              /* away from zero: CPython's ROUND_TIMEOUT */
+} fs_round_t;
+
+/* Convert seconds (int or float; 3.15: anything with __float__) to
+ * nanoseconds like _PyTime_FromSecondsObject, with the same exceptions and
+ * texts for the running CPython version. */
+int fs_ns_from_seconds_object(PyObject *obj, fs_round_t round, int64_t *ns);
+/* Same for milliseconds (_PyTime_FromMillisecondsObject). */
+int fs_ns_from_ms_object(PyObject *obj, fs_round_t round, int64_t *ns);
+/* Divide nanoseconds by unit with the given rounding (as _PyTime_Divide). */
+int64_t fs_ns_divide(int64_t ns, int64_t unit, fs_round_t round);
+
+/* Replace a TypeError from fs_ns_from_*_object() with the running
+ * version's text: `legacy` up to 3.14 (each caller has its own), the
+ * shared "timeout must be a real number or None, not <type>" after. */
+void fs_timeout_type_error(PyObject *obj, const char *legacy);
+
+/* The same for kqueue.control(), whose rule differs: up to 3.14 every
+ * conversion failure becomes "timeout argument must be a number or None,
+ * got <name>"; 3.15 rewrites only a TypeError, as fs_timeout_type_error. */
+void fs_kqueue_timeout_error(PyObject *obj);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+int64_t fs_monotonic_ns(void);
+
+/* now + timeout_ns (timeout_ns >= 0), saturating at INT64_MAX. */
+int64_t fs_deadline(int64_t timeout_ns);
+
+/* One kernel wait of up to timeout_ns (< 0: forever, 0: do not block),
+ * rounded up to the mechanism's resolution by the callee.  Returns a count
+ * >= 0, or -1 with errno set.  Runs without the GIL (see flags): it may
+ * touch only memory that the caller keeps alive and nobody else changes. */
+typedef int (*fs_wait_fn)(void *ctx, int64_t timeout_ns);
+
+/* A zero timeout cannot block: call fn with the GIL held. */
+#define FS_WAIT_ZERO_WITH_GIL 1
+
+/* The PEP 475 loop: call fn with the GIL released; on EINTR run the signal
+ * handlers and call it again with what is left of timeout_ns.  After the
+ * handlers, `stop` (may be NULL) is asked with the GIL held whether to give
+ * up at once with no events (a handler closed the object).  Returns fn's
+ * count, 0 when the time ran out, or -1 with an exception set (the
+ * handler's, or OSError from errno). */
+int fs_wait_retry(fs_wait_fn fn, void *ctx, int64_t timeout_ns, int flags,
+                  int (*stop)(void *ctx));
+
+#endif /* FASTSEL_TIMEOUT_H */
