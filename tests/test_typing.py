@@ -15,7 +15,7 @@ import sys
 import pytest
 
 import fastsel
-from _helpers import REPO, child_env, run_python, unbuilt_fastsel_name
+from _helpers import REPO, child_env, run_python
 
 EXAMPLES = sorted(glob.glob(os.path.join(REPO, "docs", "examples", "*.py")))
 PKG_DIR = os.path.dirname(os.path.abspath(fastsel.__file__))
@@ -31,9 +31,8 @@ def test_stub_and_marker_are_shipped() -> None:
 
 
 def test_stub_names_exist() -> None:
-    """Every name the stub declares for this platform is importable (the
-    selector names once they are built), and fastsel's public names are in
-    the stub."""
+    """fastsel's public names are all in the stub, and the stub declares the
+    core names (test_stubtest checks the stub against the runtime objects)."""
     import ast
     with open(os.path.join(PKG_DIR, "__init__.pyi"), encoding="utf-8") as f:
         tree = ast.parse(f.read())
@@ -78,10 +77,6 @@ def test_mypy_strict_on_examples(tmp_path) -> None:
 @pytest.mark.parametrize("example", EXAMPLES, ids=os.path.basename)
 def test_example_runs(example: str, tmp_path) -> None:
     proc = run_python(["-X", "dev", example], cwd=str(tmp_path), timeout=60)
-    if proc.returncode != 0:
-        missing = unbuilt_fastsel_name(proc.stderr)
-        if missing:
-            pytest.skip(f"fastsel.{missing} is not built yet")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() and proc.stderr == ""
 
