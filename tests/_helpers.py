@@ -39,6 +39,53 @@ def run_python(args: list, *, timeout: float = 60, cwd: Optional[str] = None,
                           timeout=timeout, cwd=cwd, env=env or child_env(), **kw)
 
 
+def closed_fd() -> int:
+    """A descriptor number that is not open (EBADF), at the time of the call."""
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    return r
+
+
+# --- fileno() stand-ins -----------------------------------------------------
+# Objects with a fileno() method, as select/poll/epoll/kqueue and the
+# selectors accept in place of an fd.
+
+class FileNo:
+    """fileno() returns ``value`` as it is: an fd, or what an implementation
+    must refuse or warn about (a bool, a negative or huge int, a str, a
+    float, None, an int subclass, ...)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def fileno(self) -> Any:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.value!r})"
+
+
+class FileNoRaises:
+    """fileno() raises.  Given an exception instance, that very instance
+    (a test may check that it propagates unchanged); given a class, a fresh
+    ``exc(*args)`` per call (for tests that call it many times: a re-raised
+    instance keeps growing its traceback, which a leak test would see)."""
+
+    def __init__(self, exc: Any, *args: Any) -> None:
+        self.exc, self.args = exc, args
+
+    def fileno(self) -> int:
+        if isinstance(self.exc, BaseException):
+            raise self.exc
+        raise self.exc(*self.args)
+
+    def __repr__(self) -> str:
+        if isinstance(self.exc, BaseException):
+            return f"FileNoRaises({self.exc!r})"
+        return f"FileNoRaises({', '.join([self.exc.__name__, *map(repr, self.args)])})"
+
+
 # --- timeout objects -------------------------------------------------------
 # Shared by the select/poll/epoll/kqueue differential tests.  3.15 accepts
 # anything with __float__ as a timeout and names the type (module-qualified,

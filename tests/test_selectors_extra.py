@@ -42,23 +42,6 @@ def sel(cls):
     s.close()
 
 
-@pytest.fixture
-def pipes():
-    made = []
-
-    def make():
-        r, w = os.pipe()
-        made.extend((r, w))
-        return r, w
-
-    yield make
-    for fd in made:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 @pytest.fixture(autouse=True)
 def _watchdog():
     # no test may hang the suite
