@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from typing import Any, Optional
 
 import fastsel
@@ -37,6 +39,29 @@ def run_python(args: list, *, timeout: float = 60, cwd: Optional[str] = None,
     """``sys.executable ARGS`` with captured text output, bounded in time."""
     return subprocess.run([sys.executable, *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=env or child_env(), **kw)
+
+
+def open_fds() -> int:
+    """How many fds this process has open (Linux's /proc)."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def wait_until_blocked(thread: threading.Thread, timeout: float = 10.0) -> None:
+    """Return once ``thread`` sleeps in a select/poll/epoll wait, so that what
+    a test does next happens during that wait however loaded the machine is
+    (Linux's /proc wchan: poll_schedule_timeout, ep_poll; the GIL's futex
+    is not one).  Without that /proc entry: a fixed 0.1 s, as tests did."""
+    path = f"/proc/self/task/{thread.native_id}/wchan"
+    deadline = time.monotonic() + timeout
+    while thread.is_alive() and time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                if "poll" in f.read():
+                    return
+        except OSError:
+            break
+        time.sleep(0.002)
+    time.sleep(0.1)
 
 
 def closed_fd() -> int:
