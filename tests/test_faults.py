@@ -243,7 +243,7 @@ def test_mutate_while_select_blocks(impl: Any, name: str) -> None:
         sel.register(pairs[0][0], R, 0)
         sel.register(pairs[1][0], R, 1)
         t, out = in_thread(lambda: sel.select(0.5))
-        time.sleep(0.05)
+        wait_until_blocked(t)
         sel.register(pairs[2][0], R, 2)
         sel.modify(pairs[1][0], R | W, "one")
         sel.unregister(pairs[0][0])
@@ -331,7 +331,8 @@ def test_concurrent_poll_on_one_epoll(impl: Any) -> None:
     ep.register(a, impl.select.EPOLLIN)
     try:
         threads = [in_thread(lambda: ep.poll(2.0)) for _ in range(3)]
-        time.sleep(0.1)
+        for t, _ in threads:
+            wait_until_blocked(t)
         b.send(b"x")
         for t, out in threads:
             t.join(LONG_WAIT)
@@ -354,13 +355,13 @@ def test_close_epoll_or_unregister_poll_while_waiting(impl: Any, kind: str) -> N
             obj = impl.select.epoll()
             obj.register(a, impl.select.EPOLLIN)
             t, out = in_thread(lambda: obj.poll(0.5))
-            time.sleep(0.05)
+            wait_until_blocked(t)
             obj.close()
         else:
             obj = impl.select.poll()
             obj.register(a, impl.select.POLLIN)
             t, out = in_thread(lambda: obj.poll(500))
-            time.sleep(0.05)
+            wait_until_blocked(t)
             # the stdlib raises RuntimeError for a concurrent poll() only;
             # register/unregister during a wait is allowed
             obj.unregister(a)
@@ -379,7 +380,7 @@ def test_poll_concurrent_poll_raises(impl: Any) -> None:
     p.register(a, impl.select.POLLIN)
     try:
         t, out = in_thread(lambda: p.poll(1000))
-        time.sleep(0.1)
+        wait_until_blocked(t)
         got = outcome(lambda: p.poll(0))
         b.send(b"x")
         t.join(LONG_WAIT)
@@ -546,7 +547,7 @@ def test_fork_while_select_blocked_in_thread(name: str) -> None:
     sel.register(a, R, "a")
     try:
         t, out = in_thread(lambda: sel.select(1.0))
-        time.sleep(0.1)
+        wait_until_blocked(t)
 
         def child() -> int:
             # the waiting thread does not exist here: select() must work

@@ -20,7 +20,8 @@ import pytest
 
 import fastsel
 
-from _helpers import FileNo, FileNoRaises, FloatAndIndex, FloatOnly, timeout_objects
+from _helpers import (FileNo, FileNoRaises, FloatAndIndex, FloatOnly, timeout_objects,
+                      wait_until_blocked)
 from conftest import differential
 
 BOTH = [std_select, fastsel]
@@ -475,7 +476,7 @@ def test_concurrent_poll_refused_and_registry_changes_allowed(mod):
         result = []
         t = threading.Thread(target=lambda: result.append(p.poll(5000)))
         t.start()
-        time.sleep(0.1)
+        wait_until_blocked(t)
         with pytest.raises(RuntimeError, match=r"^concurrent poll\(\) invocation$"):
             p.poll(0)
         # what the kernel is polling may be reshuffled under it, safely
@@ -507,7 +508,7 @@ def test_poll_usable_after_concurrent_error(mod, pipe):
     p.register(pipe[0], mod.POLLIN)
     t = threading.Thread(target=p.poll, args=(5000,))
     t.start()
-    time.sleep(0.05)
+    wait_until_blocked(t)
     with pytest.raises(RuntimeError):
         p.poll(0)
     os.write(pipe[1], b"x")
@@ -558,7 +559,7 @@ def test_eintr_retried_with_remaining_time(mod, pipe, alarm_handler):
     elapsed = time.monotonic() - t0
     signal.setitimer(signal.ITIMER_REAL, 0)
     assert len(calls) >= 2
-    assert 0.29 <= elapsed < 1.5
+    assert 0.29 <= elapsed < 3 * 0.3 + 2    # the whole timeout; then it ended
 
 
 @pytest.mark.parametrize("mod", BOTH, ids=["stdlib", "fastsel"])

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import pytest
 
 import fastsel
-from _helpers import open_fds
+from _helpers import open_fds, wait_until_blocked
 
 # fastsel's own selector behaviour (beyond the stdlib's contract)
 pytestmark = pytest.mark.c_impl
@@ -194,7 +194,7 @@ def test_stale_event_is_dropped(pipes):
     old = sys.getswitchinterval()
     try:
         t.start()
-        time.sleep(0.1)                 # the thread is now in epoll_wait
+        wait_until_blocked(t)           # the thread is now in epoll_wait
         sys.setswitchinterval(30)       # keep the GIL while spinning
         end = time.monotonic() + 0.8
         while time.monotonic() < end:   # the writer fires at ~0.3 s
