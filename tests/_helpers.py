@@ -1,4 +1,4 @@
-"""Helpers for tests that run Python code in a child process.
+"""Shared test helpers; first, for tests that run Python code in a child process.
 
 The child must import the same ``fastsel``/``_fastsel`` as the test process
 (the installed package under ``make test``, a build dir plus the source tree
@@ -8,9 +8,10 @@ directories first on ``PYTHONPATH``.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
+import threading
+import time
 from typing import Any, Optional
 
 import fastsel
@@ -40,22 +41,74 @@ def run_python(args: list, *, timeout: float = 60, cwd: Optional[str] = None,
                           timeout=timeout, cwd=cwd, env=env or child_env(), **kw)
 
 
-_MISSING = re.compile(r"(?:module 'fastsel' has no attribute|cannot import name) '(\w+)'")
+def open_fds() -> int:
+    """How many fds this process has open (Linux's /proc)."""
+    return len(os.listdir("/proc/self/fd"))
 
 
-def unbuilt_fastsel_name(output: str) -> Optional[str]:
-    """The fastsel name an error output complains about, if fastsel lacks it.
+def wait_until_blocked(thread: threading.Thread, timeout: float = 10.0) -> None:
+    """Return once ``thread`` sleeps in a select/poll/epoll wait, so that what
+    a test does next happens during that wait however loaded the machine is
+    (Linux's /proc wchan: poll_schedule_timeout, ep_poll; the GIL's futex
+    is not one).  Without that /proc entry: a fixed 0.1 s, as tests did."""
+    path = f"/proc/self/task/{thread.native_id}/wchan"
+    deadline = time.monotonic() + timeout
+    while thread.is_alive() and time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                if "poll" in f.read():
+                    return
+        except OSError:
+            break
+        time.sleep(0.002)
+    time.sleep(0.1)
 
-    Tests of code written against the whole API skip (rather than fail) while
-    part of the C module is still being written."""
-    for name in _MISSING.findall(output):
-        if not hasattr(fastsel, name):
-            return name
-    return None
+
+def closed_fd() -> int:
+    """A descriptor number that is not open (EBADF), at the time of the call."""
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    return r
 
 
-def have(*names: str) -> bool:
-    return all(hasattr(fastsel, n) for n in names)
+# --- fileno() stand-ins -----------------------------------------------------
+# Objects with a fileno() method, as select/poll/epoll/kqueue and the
+# selectors accept in place of an fd.
+
+class FileNo:
+    """fileno() returns ``value`` as it is: an fd, or what an implementation
+    must refuse or warn about (a bool, a negative or huge int, a str, a
+    float, None, an int subclass, ...)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def fileno(self) -> Any:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.value!r})"
+
+
+class FileNoRaises:
+    """fileno() raises.  Given an exception instance, that very instance
+    (a test may check that it propagates unchanged); given a class, a fresh
+    ``exc(*args)`` per call (for tests that call it many times: a re-raised
+    instance keeps growing its traceback, which a leak test would see)."""
+
+    def __init__(self, exc: Any, *args: Any) -> None:
+        self.exc, self.args = exc, args
+
+    def fileno(self) -> int:
+        if isinstance(self.exc, BaseException):
+            raise self.exc
+        raise self.exc(*self.args)
+
+    def __repr__(self) -> str:
+        if isinstance(self.exc, BaseException):
+            return f"FileNoRaises({self.exc!r})"
+        return f"FileNoRaises({', '.join([self.exc.__name__, *map(repr, self.args)])})"
 
 
 # --- timeout objects -------------------------------------------------------

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import select as std_select
 import selectors as std_selectors
+import socket
 import types
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, NamedTuple
 
 import pytest
 
@@ -73,6 +74,60 @@ def differential(fn: Callable[[Impl], Any],
 @pytest.fixture
 def diff() -> Callable[..., tuple]:
     return differential
+
+
+class SocketPair(NamedTuple):
+    """A connected socketpair: ``a`` is writable, and readable once ``b`` sends."""
+
+    a: socket.socket
+    b: socket.socket
+
+
+@pytest.fixture
+def pairs() -> Iterator[Callable[[], SocketPair]]:
+    """Makes connected socketpairs on demand; closes them after the test."""
+    made: list = []
+
+    def make() -> SocketPair:
+        p = SocketPair(*socket.socketpair())
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.a.close()
+        p.b.close()
+
+
+@pytest.fixture
+def pair(pairs: Callable[[], SocketPair]) -> SocketPair:
+    """One connected socketpair (a, b), closed after the test."""
+    return pairs()
+
+
+@pytest.fixture
+def pipes() -> Iterator[Callable[[], tuple]]:
+    """Makes pipes (r, w) on demand; closes after the test the ends that the
+    test left open."""
+    made: list = []
+
+    def make() -> tuple:
+        r, w = os.pipe()
+        made.extend((r, w))
+        return r, w
+
+    yield make
+    for fd in made:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def pipe(pipes: Callable[[], tuple]) -> tuple:
+    """One pipe (r, w): w is writable, r is not ready until w is written."""
+    return pipes()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

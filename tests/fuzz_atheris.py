@@ -29,6 +29,8 @@ import atheris
 with atheris.instrument_imports():
     import fastsel
 
+from _helpers import FileNo, FileNoRaises      # after fastsel: it imports fastsel
+
 A, B = socket.socketpair()
 B.send(b"x")
 R, W = os.pipe()
@@ -46,19 +48,6 @@ def _alarm(signum, frame):
 
 
 signal.signal(signal.SIGALRM, _alarm)
-
-
-class Fileno:
-    def __init__(self, v):
-        self.v = v
-
-    def fileno(self):
-        if isinstance(self.v, BaseException):
-            raise self.v
-        return self.v
-
-    def __repr__(self):
-        return f"<Fileno {self.v!r}>"
 
 
 SPECIAL_INTS = [0, 1, -1, 2**15, 2**16, 2**31 - 1, 2**31, -2**31, 2**32, 2**63 - 1,
@@ -85,8 +74,9 @@ def value(fdp, depth=0):
     if k == 7:
         return fdp.PickValueInList(FDS)
     if k == 8:
-        return Fileno(fdp.PickValueInList(FDS + [-1, "3", None, 1.5, ValueError("v"),
-                                                 OSError(9, "e"), TypeError("t")]))
+        return fdp.PickValueInList([FileNo(v) for v in FDS + [-1, "3", None, 1.5]]
+                                   + [FileNoRaises(ValueError, "v"), FileNoRaises(OSError, 9, "e"),
+                                      FileNoRaises(TypeError, "t")])
     if k == 9:
         return fdp.PickValueInList([A, B, CLOSED])
     if k == 10 and depth < 2:

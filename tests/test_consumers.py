@@ -3,7 +3,7 @@
 Each test installs fastsel, drives a real consumer (asyncio, subprocess,
 socketserver, multiprocessing.connection, http.server) over real sockets,
 pipes and processes, and checks that the object the consumer actually used
-is fastsel's.  Tests that need a selector class skip while it is not built.
+is fastsel's.
 """
 from __future__ import annotations
 
@@ -18,12 +18,7 @@ from typing import Any, Iterator
 import pytest
 
 import fastsel
-from _helpers import have
 
-NEED_DEFAULT = pytest.mark.skipif(not have("DefaultSelector"),
-                                  reason="fastsel.DefaultSelector is not built yet")
-NEED_POLLSEL = pytest.mark.skipif(not have("PollSelector"),
-                                  reason="fastsel.PollSelector is not built yet")
 pytestmark = pytest.mark.filterwarnings(
     # ForkingTCPServer forks from its serving thread (3.12+ warns about that)
     "ignore:This process .* is multi-threaded:DeprecationWarning")
@@ -52,7 +47,6 @@ def run_async(coro_fn: Any, timeout: float = 30) -> Any:
 
 # --- asyncio ----------------------------------------------------------------
 
-@NEED_DEFAULT
 def test_asyncio_streams_echo_many_connections() -> None:
     n_clients = 60
     payload = os.urandom(20000)     # several reads per message
@@ -90,7 +84,6 @@ def test_asyncio_streams_echo_many_connections() -> None:
     assert results == [True] * n_clients
 
 
-@NEED_DEFAULT
 def test_asyncio_sock_methods() -> None:
     async def main() -> tuple:
         loop = asyncio.get_running_loop()
@@ -124,7 +117,6 @@ def test_asyncio_sock_methods() -> None:
     assert same and reply == b"reply"
 
 
-@NEED_DEFAULT
 def test_asyncio_add_reader_writer_churn() -> None:
     async def main() -> tuple:
         loop = asyncio.get_running_loop()
@@ -174,7 +166,6 @@ def test_asyncio_add_reader_writer_churn() -> None:
     assert result == (0, None, None)
 
 
-@NEED_DEFAULT
 def test_asyncio_subprocess_pipes() -> None:
     big = os.urandom(2 * 1024 * 1024)
     code = "import sys; d = sys.stdin.buffer.read(); sys.stdout.buffer.write(d[::-1]); " \
@@ -192,7 +183,6 @@ def test_asyncio_subprocess_pipes() -> None:
     assert rc == 0 and out == big[::-1] and err == str(len(big)).encode()
 
 
-@NEED_DEFAULT
 def test_asyncio_timeouts_and_cancellation() -> None:
     async def main() -> tuple:
         loop = asyncio.get_running_loop()
@@ -241,7 +231,6 @@ def test_asyncio_timeouts_and_cancellation() -> None:
 
 # --- subprocess -------------------------------------------------------------
 
-@NEED_POLLSEL
 def test_subprocess_communicate_large_and_timeout() -> None:
     import subprocess
     assert subprocess._PopenSelector is fastsel.PollSelector  # type: ignore[attr-defined]
@@ -280,12 +269,11 @@ def _echo_handler() -> type:
     return Echo
 
 
-@NEED_POLLSEL
 @pytest.mark.parametrize("kind", ["ThreadingTCPServer", "ForkingTCPServer"])
 def test_socketserver_serve_forever_and_shutdown(kind: str) -> None:
     import socketserver
     if not hasattr(socketserver, kind):
-        pytest.skip(f"socketserver.{kind} is not available here")
+        pytest.skip(f"socketserver.{kind} needs os.fork, which this platform lacks")
     assert socketserver._ServerSelector is fastsel.PollSelector  # type: ignore[attr-defined]
     server_cls = getattr(socketserver, kind)
     server = server_cls(("127.0.0.1", 0), _echo_handler())
@@ -315,7 +303,6 @@ def test_socketserver_serve_forever_and_shutdown(kind: str) -> None:
     assert not thread.is_alive() and time.monotonic() - t0 < 5
 
 
-@NEED_POLLSEL
 def test_http_server_serves_a_request(tmp_path) -> None:
     import functools
     import http.server
@@ -346,7 +333,6 @@ def test_http_server_serves_a_request(tmp_path) -> None:
 
 # --- multiprocessing.connection.wait ---------------------------------------
 
-@NEED_POLLSEL
 def test_multiprocessing_connection_wait() -> None:
     import multiprocessing.connection as mpc
     from multiprocessing import Pipe

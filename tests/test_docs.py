@@ -4,8 +4,7 @@ Each block is self-contained and runs in a fresh interpreter (so blocks
 cannot leak state into each other or into the test process), with a time
 bound.  Blocks that are deliberately not runnable use another fence label
 (```text).  A block fails the test if it raises, prints to stderr, or
-exceeds its time.  While part of fastsel's C module is not built yet, a
-block that needs a missing name is skipped with that name as the reason.
+exceeds its time: a block that needs a name fastsel lacks is a failure.
 """
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ import shlex
 
 import pytest
 
-from _helpers import REPO, run_python, unbuilt_fastsel_name
+from _helpers import REPO, run_python
 
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
 DOCS = [os.path.join(REPO, "README.md")] + sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))
@@ -66,10 +65,6 @@ def test_block_runs(code: str, tmp_path) -> None:
     script.write_text(code, encoding="utf-8")
     proc = run_python(["-X", "dev", "-W", "error::ResourceWarning", str(script)],
                       cwd=str(tmp_path), timeout=60)
-    if proc.returncode != 0:
-        missing = unbuilt_fastsel_name(proc.stderr)
-        if missing:
-            pytest.skip(f"fastsel.{missing} is not built yet")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "", proc.stderr
 

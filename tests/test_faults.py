@@ -26,10 +26,10 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import fastsel
-from _helpers import child_env
+from _helpers import child_env, open_fds, wait_until_blocked
 from conftest import FASTSEL as FAST
 from conftest import STDLIB as STD
-from conftest import outcome
+from conftest import SocketPair, outcome
 
 LONG_WAIT = 5.0          # a wait that must be interrupted long before it ends
 GUARD = 60               # seconds: faulthandler kills a hung test
@@ -72,16 +72,6 @@ def make_wait(impl: Any, kind: str, fd: int) -> tuple[Callable[[float], Any], Ca
     return sel.select, sel.close
 
 
-@pytest.fixture
-def idle_pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    try:
-        yield r, w
-    finally:
-        os.close(r)
-        os.close(w)
-
-
 class Boom(Exception):
     pass
 
@@ -100,9 +90,9 @@ def restore_signals() -> Iterator[None]:
 # ---- signals -----------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", WAITS)
-def test_handler_exception_propagates(impl: Any, kind: str, idle_pipe: tuple,
+def test_handler_exception_propagates(impl: Any, kind: str, pipe: tuple,
                                       restore_signals: None) -> None:
-    wait, close = make_wait(impl, kind, idle_pipe[0])
+    wait, close = make_wait(impl, kind, pipe[0])
 
     def handler(signum: int, frame: Any) -> None:
         raise Boom(signum)
@@ -120,11 +110,11 @@ def test_handler_exception_propagates(impl: Any, kind: str, idle_pipe: tuple,
 
 
 @pytest.mark.parametrize("kind", WAITS)
-def test_eintr_retries_with_remaining_time(impl: Any, kind: str, idle_pipe: tuple,
+def test_eintr_retries_with_remaining_time(impl: Any, kind: str, pipe: tuple,
                                            restore_signals: None) -> None:
     """PEP 475: a handler that returns normally resumes the wait for the time
     left, so the total wait is the timeout (not restarted, not cut short)."""
-    wait, close = make_wait(impl, kind, idle_pipe[0])
+    wait, close = make_wait(impl, kind, pipe[0])
     calls = []
     signal.signal(signal.SIGALRM, lambda s, f: calls.append(s))
     timeout = 0.4
@@ -138,13 +128,15 @@ def test_eintr_retries_with_remaining_time(impl: Any, kind: str, idle_pipe: tupl
     elapsed = time.monotonic() - t0
     assert len(calls) >= 3, calls          # the wait really was interrupted
     assert result in ([], ([], [], []))
-    assert timeout - 0.02 <= elapsed < timeout + 1.0, elapsed
+    # not cut short (PEP 475); the upper bound only says the wait ended, with
+    # room for a loaded machine (restarting in full would never end here)
+    assert timeout - 0.02 <= elapsed < 3 * timeout + 2, elapsed
 
 
 @pytest.mark.parametrize("kind", WAITS)
-def test_keyboard_interrupt_from_thread(impl: Any, kind: str, idle_pipe: tuple,
+def test_keyboard_interrupt_from_thread(impl: Any, kind: str, pipe: tuple,
                                         restore_signals: None) -> None:
-    wait, close = make_wait(impl, kind, idle_pipe[0])
+    wait, close = make_wait(impl, kind, pipe[0])
     signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
     t0 = time.monotonic()
@@ -210,25 +202,33 @@ def cls_for(impl: Any, name: str) -> type:
 
 
 @pytest.mark.parametrize("name", selector_classes())
-def test_close_selector_while_select_blocks(impl: Any, name: str) -> None:
+def test_close_selector_while_select_blocks(impl: Any, name: str, pair: SocketPair) -> None:
     cls = cls_for(impl, name)
-    a, b = socket.socketpair()
+    c_selector = impl is FAST and fastsel.implementation == "c"
     sel = cls()
-    sel.register(a, impl.selectors.EVENT_READ, "data")
-    t, out = in_thread(lambda: sel.select(1.0))
-    time.sleep(0.1)
+    sel.register(pair.a, impl.selectors.EVENT_READ, "data")
+    before = open_fds()
+    t, out = in_thread(lambda: sel.select(LONG_WAIT))
+    wait_until_blocked(t)
     sel.close()
+    if c_selector:
+        # closed at once for every other call, while the wait keeps the backend
+        with pytest.raises(RuntimeError, match="^Selector is closed$"):
+            sel.register(pair.b, impl.selectors.EVENT_WRITE)
+    pair.b.send(b"x")       # ends the wait, if close() did not: a ready fd without a key
     t.join(LONG_WAIT)
     assert not t.is_alive()
-    # the stdlib returns [] (or raises what the closed mechanism raises);
-    # fastsel returns [] (its keys are gone): no crash, no stale key
-    if "error" in out:
+    if c_selector:
+        # its keys are gone: no stale key, and the kernel object went with the wait
+        assert out == {"value": []}, out
+        if hasattr(cls, "fileno"):
+            assert open_fds() < before
+    elif "error" in out:
+        # the stdlib: [] or what the closed mechanism raises
         assert isinstance(out["error"], (OSError, ValueError, RuntimeError)), out
     else:
-        assert out["value"] == []
+        assert out["value"] == [], out
     assert sel.get_map() is None
-    a.close()
-    b.close()
 
 
 @pytest.mark.parametrize("name", selector_classes())
@@ -243,7 +243,7 @@ def test_mutate_while_select_blocks(impl: Any, name: str) -> None:
         sel.register(pairs[0][0], R, 0)
         sel.register(pairs[1][0], R, 1)
         t, out = in_thread(lambda: sel.select(0.5))
-        time.sleep(0.05)
+        wait_until_blocked(t)
         sel.register(pairs[2][0], R, 2)
         sel.modify(pairs[1][0], R | W, "one")
         sel.unregister(pairs[0][0])
@@ -269,6 +269,32 @@ def test_mutate_while_select_blocks(impl: Any, name: str) -> None:
             p[1].close()
 
 
+@pytest.mark.parametrize("name", selector_classes())
+def test_unregister_during_select(impl: Any, name: str, pipes: Callable) -> None:
+    """An fd unregistered while a select() waits is not reported, even when
+    it becomes ready during that wait."""
+    cls = cls_for(impl, name)
+    R = impl.selectors.EVENT_READ
+    r, w = pipes()
+    r2, w2 = pipes()
+    sel = cls()
+    try:
+        sel.register(r, R, "gone")
+        sel.register(r2, R, "stays")
+        t, out = in_thread(lambda: sel.select(LONG_WAIT))
+        wait_until_blocked(t)
+        sel.unregister(r)
+        os.write(w, b"x")           # ready, but no longer registered
+        os.write(w2, b"x")
+        t.join(LONG_WAIT)
+        assert not t.is_alive()
+        assert "error" not in out, out
+        assert all(k.data == "stays" for k, ev in out["value"]), out
+        assert [k.data for k, ev in sel.select(0)] == ["stays"]
+    finally:
+        sel.close()
+
+
 @pytest.mark.c_impl
 @pytest.mark.parametrize("name", selector_classes())
 def test_concurrent_select_on_one_selector(name: str) -> None:
@@ -280,12 +306,12 @@ def test_concurrent_select_on_one_selector(name: str) -> None:
     sel = cls()
     sel.register(a, fastsel.EVENT_READ, "a")
     try:
-        t, out = in_thread(lambda: sel.select(2.0))
-        time.sleep(0.1)
+        t, out = in_thread(lambda: sel.select(LONG_WAIT))
+        wait_until_blocked(t)
         t0 = time.monotonic()
         with pytest.raises(RuntimeError, match="concurrent select"):
-            sel.select(1.0)
-        assert time.monotonic() - t0 < 0.5
+            sel.select(LONG_WAIT)
+        assert time.monotonic() - t0 < LONG_WAIT / 2      # refused, not waited
         b.send(b"x")
         t.join(LONG_WAIT)
         assert [(k.data, ev) for k, ev in out["value"]] == [("a", fastsel.EVENT_READ)]
@@ -305,7 +331,8 @@ def test_concurrent_poll_on_one_epoll(impl: Any) -> None:
     ep.register(a, impl.select.EPOLLIN)
     try:
         threads = [in_thread(lambda: ep.poll(2.0)) for _ in range(3)]
-        time.sleep(0.1)
+        for t, _ in threads:
+            wait_until_blocked(t)
         b.send(b"x")
         for t, out in threads:
             t.join(LONG_WAIT)
@@ -328,13 +355,13 @@ def test_close_epoll_or_unregister_poll_while_waiting(impl: Any, kind: str) -> N
             obj = impl.select.epoll()
             obj.register(a, impl.select.EPOLLIN)
             t, out = in_thread(lambda: obj.poll(0.5))
-            time.sleep(0.05)
+            wait_until_blocked(t)
             obj.close()
         else:
             obj = impl.select.poll()
             obj.register(a, impl.select.POLLIN)
             t, out = in_thread(lambda: obj.poll(500))
-            time.sleep(0.05)
+            wait_until_blocked(t)
             # the stdlib raises RuntimeError for a concurrent poll() only;
             # register/unregister during a wait is allowed
             obj.unregister(a)
@@ -353,7 +380,7 @@ def test_poll_concurrent_poll_raises(impl: Any) -> None:
     p.register(a, impl.select.POLLIN)
     try:
         t, out = in_thread(lambda: p.poll(1000))
-        time.sleep(0.1)
+        wait_until_blocked(t)
         got = outcome(lambda: p.poll(0))
         b.send(b"x")
         t.join(LONG_WAIT)
@@ -430,6 +457,16 @@ def test_thread_stress(name: str) -> None:
 
 # ---- fork --------------------------------------------------------------------
 
+def epoll_interest(epfd: int) -> set:
+    """The fds in an epoll instance's interest list (from /proc fdinfo)."""
+    out = set()
+    with open(f"/proc/self/fdinfo/{epfd}") as f:
+        for line in f:
+            if line.startswith("tfd:"):
+                out.add(int(line.split()[1]))
+    return out
+
+
 def fork_child(body: Callable[[], int]) -> int:
     """Run body() in a forked child; return its exit status (0 = passed)."""
     with warnings.catch_warnings():
@@ -471,18 +508,25 @@ def test_fork_parent_and_child_isolated(name: str) -> None:
             # child: its own registrations, the parent's key still there
             if [k.data for k in sel.get_map().values()] != ["parent"]:
                 return 1
+            if sel.get_key(a).data != "parent":
+                return 1
             sel.register(c, R, "child")
             sel.unregister(a)
             d.send(b"x")
+            b.send(b"y")                        # a is ready, but not the child's
             if [k.data for k, _ in sel.select(1.0)] != ["child"]:
                 return 2
+            # a fresh epoll (it may reuse the inherited one's number)
+            if name == "EpollSelector" and epoll_interest(sel.fileno()) != {c.fileno()}:
+                return 3
             sel.close()
             return 0
         assert fork_child(child) == 0
-        # parent: the child's unregister/register must not have reached us
+        # parent: the child's unregister/register/close must not have reached us
         assert [k.data for k in sel.get_map().values()] == ["parent"]
-        assert sel.select(0) == []              # c is readable but not ours
-        b.send(b"y")
+        if name == "EpollSelector":
+            assert epoll_interest(sel.fileno()) == {a.fileno()}
+        # a is readable (the child's send), c too but it is not ours
         assert [k.data for k, _ in sel.select(1.0)] == ["parent"]
         sel.modify(a, R, "again")
         assert [k.data for k, _ in sel.select(0)] == ["again"]
@@ -503,7 +547,7 @@ def test_fork_while_select_blocked_in_thread(name: str) -> None:
     sel.register(a, R, "a")
     try:
         t, out = in_thread(lambda: sel.select(1.0))
-        time.sleep(0.1)
+        wait_until_blocked(t)
 
         def child() -> int:
             # the waiting thread does not exist here: select() must work
@@ -574,8 +618,8 @@ def test_emfile_on_create(low_nofile: list, diff: Callable) -> None:
     a, b = socket.socketpair()
     try:
         for name in ("EpollSelector", "KqueueSelector"):
-            if not hasattr(fastsel, name):
-                continue
+            if not (hasattr(fastsel, name) and hasattr(STD.selectors, name)):
+                continue        # (a libkqueue build has a KqueueSelector the stdlib lacks)
             # Both constructors make the kernel object, so both raise EMFILE.
             std = outcome(lambda n=name: getattr(STD.selectors, n)())
             assert std[:2] == ("raise", OSError), std
@@ -791,133 +835,3 @@ def test_allocation_failure_is_memoryerror() -> None:
     for name, (fails, ok_at) in results.items():
         assert ok_at is not None, f"{name}: still failing after 400 allocations"
         assert fails >= 1, f"{name}: no allocation failed (hook not effective?)"
-
-
-# ---- re-entrancy: Python code run in the middle of a call ---------------------
-
-class _CallsBack:
-    """fileno() / __index__ / __and__ that run ``action`` first."""
-    def __init__(self, action: Callable[[], Any], fd: int) -> None:
-        self.action, self.fd = action, fd
-
-    def fileno(self) -> int:
-        self.action()
-        return self.fd
-
-    def __index__(self) -> int:
-        self.action()
-        return 1
-
-    def __and__(self, other: Any) -> int:
-        self.action()
-        return 0
-    __rand__ = __and__
-
-    def __invert__(self) -> int:
-        return 0
-
-
-def _quiet(fn: Callable[[], Any]) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            fn()
-        except (KeyError, ValueError, OSError, RuntimeError):
-            pass
-    return run
-
-
-REENTRY = {
-    # select module: the call re-enters the object it is working on
-    "select-fileno-clears-list": lambda impl, s: (lambda lst: (
-        lst.append(_CallsBack(lst.clear, s[0].fileno())), lst.append(s[1]),
-        [len(x) for x in impl.select.select(lst, [], [], 0)])[-1])([s[0]]),
-    "poll-fileno-unregisters": lambda impl, s: (lambda p: (
-        p.register(s[0]),
-        p.register(_CallsBack(_quiet(lambda: p.unregister(s[0])), s[2].fileno())),
-        sorted(p.poll(0)))[-1])(impl.select.poll()),
-    "poll-timeout-mutates": lambda impl, s: (lambda p: (
-        p.register(s[0]),
-        sorted(p.poll(_CallsBack(_quiet(lambda: (p.unregister(s[0]), p.register(s[1]))),
-                                 0))))[-1])(impl.select.poll()),
-    "poll-mask-unregisters": lambda impl, s: (lambda p: (
-        p.register(s[0]),
-        p.modify(s[0], _CallsBack(_quiet(lambda: p.unregister(s[0])), 0))))(impl.select.poll()),
-    "epoll-fileno-closes": lambda impl, s: (lambda ep: ep.register(
-        _CallsBack(ep.close, s[2].fileno())))(impl.select.epoll()),
-    "epoll-maxevents-closes": lambda impl, s: (lambda ep: (
-        ep.register(s[0]), ep.poll(0, _CallsBack(ep.close, 0)))[-1])(impl.select.epoll()),
-    "epoll-mask-closes": lambda impl, s: (lambda ep: ep.register(
-        s[0], _CallsBack(ep.close, 0)))(impl.select.epoll()),
-}
-SEL_REENTRY = {
-    "register-fileno-unregisters-other": lambda sel, s: (
-        sel.register(s[0], 1, "a"),
-        sel.register(_CallsBack(_quiet(lambda: sel.unregister(s[0])), s[2].fileno()), 1, "x"),
-        sorted(k.data for k in sel.get_map().values()))[-1],
-    "modify-data-is-anything": lambda sel, s: (
-        sel.register(s[0], 1, "a"), sel.modify(s[0], 3, _CallsBack(sel.close, 0)).events)[-1],
-    "map-iter-mutated": lambda sel, s: (
-        sel.register(s[0], 1, "a"), sel.register(s[2], 1, "c"),
-        (lambda it: (next(it), sel.unregister(s[2]), list(it)))(iter(sel.get_map())))[-1],
-    "map-iter-after-close": lambda sel, s: (
-        sel.register(s[0], 1, "a"),
-        (lambda it: (sel.close(), list(it)))(iter(sel.get_map())))[-1],
-}
-# The callback closes the selector in the middle of the call: fastsel raises
-# RuntimeError('Selector is closed') (or KeyError: the key went with close()),
-# where the stdlib's classes disagree with each other (docs/differences.md).
-SEL_CLOSING = {
-    "register-fileno-closes": lambda sel, s: sel.register(
-        _CallsBack(sel.close, s[0].fileno()), 1, "x"),
-    "register-events-and-closes": lambda sel, s: (
-        sel.register(s[0], 1, "a"), sel.register(s[2], _CallsBack(sel.close, 0), "c"))[-1],
-    "modify-events-and-closes": lambda sel, s: (
-        sel.register(s[0], 1, "a"), sel.modify(s[0], _CallsBack(sel.close, 0), "c"))[-1],
-}
-
-
-@pytest.fixture
-def socks() -> Iterator[list]:
-    a, b = socket.socketpair()
-    c, d = socket.socketpair()
-    b.send(b"x")
-    try:
-        yield [a, b, c, d]
-    finally:
-        for s in (a, b, c, d):
-            s.close()
-
-
-@pytest.mark.parametrize("case", sorted(REENTRY))
-def test_reentrant_select_module(case: str, socks: list) -> None:
-    std = outcome(lambda: REENTRY[case](STD, socks))
-    fast = outcome(lambda: REENTRY[case](FAST, socks))
-    assert fast == std
-
-
-@pytest.mark.parametrize("name", selector_classes())
-@pytest.mark.parametrize("case", sorted(SEL_REENTRY))
-def test_reentrant_selectors(name: str, case: str, socks: list) -> None:
-    cls_for(FAST, name)
-    res = []
-    for impl in (STD, FAST):
-        sel = getattr(impl.selectors, name)()
-        try:
-            res.append(outcome(lambda: SEL_REENTRY[case](sel, socks)))
-        finally:
-            sel.close()
-    assert res[1] == res[0]
-
-
-@pytest.mark.c_impl
-@pytest.mark.parametrize("name", selector_classes())
-@pytest.mark.parametrize("case", sorted(SEL_CLOSING))
-def test_reentrant_close_mid_call(name: str, case: str, socks: list) -> None:
-    cls_for(FAST, name)
-    sel = getattr(fastsel, name)()
-    got = outcome(lambda: SEL_CLOSING[case](sel, socks))
-    assert got[0] == "raise" and got[1] in (RuntimeError, KeyError), got
-    assert sel.get_map() is None
-    with pytest.raises(RuntimeError, match="Selector is closed"):
-        sel.select(0)
-    sel.close()

@@ -39,6 +39,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import fastsel  # noqa: E402
 from conftest import FASTSEL, STDLIB, outcome  # noqa: E402
+from _helpers import FileNo, FileNoRaises  # noqa: E402
 
 LONG = os.environ.get("FASTSEL_LONG", "") not in ("", "0")
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", 150)) * (20 if LONG else 1)
@@ -82,20 +83,6 @@ def teardown_module() -> None:
 
 
 # ---- hostile values ----------------------------------------------------------
-
-class Fileno:
-    """fileno() returns ``value`` or raises it (if an exception)."""
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def fileno(self) -> Any:
-        if isinstance(self.value, BaseException):
-            raise self.value
-        return self.value
-
-    def __repr__(self) -> str:
-        return f"<Fileno {self.value!r}>"
-
 
 class Num:
     """An object with one of __index__/__int__/__float__ returning or raising."""
@@ -167,9 +154,9 @@ def numlike(inner: st.SearchStrategy) -> st.SearchStrategy:
 
 
 def fileobjs() -> st.SearchStrategy:
-    fileno_vals = safe_fd_ints() | st.booleans() | FLOATS | st.text(max_size=2) | st.none() | EXC
+    fileno_vals = safe_fd_ints() | st.booleans() | FLOATS | st.text(max_size=2) | st.none()
     return (safe_fd_ints()
-            | st.builds(Fileno, fileno_vals)
+            | st.builds(FileNo, fileno_vals) | st.builds(FileNoRaises, EXC)
             | st.sampled_from([POOL.ready_r, POOL.peer, POOL.closed_sock])
             | st.booleans()
             | numlike(safe_fd_ints())
@@ -178,7 +165,7 @@ def fileobjs() -> st.SearchStrategy:
 
 def any_value() -> st.SearchStrategy:
     """Anything at all, for non-fd positions (masks, timeouts, data, sizes)."""
-    return SCALARS | numlike(SCALARS) | st.builds(Fileno, st.sampled_from(POOL.ints))
+    return SCALARS | numlike(SCALARS) | st.builds(FileNo, st.sampled_from(POOL.ints))
 
 
 def fd_lists() -> st.SearchStrategy:
@@ -281,7 +268,7 @@ def _select_safe(v: Any) -> bool:
     def big(x: Any) -> bool:
         if type(x) is int:
             return x >= 1024
-        if isinstance(x, Fileno):
+        if isinstance(x, FileNo):
             return type(x.value) is int and x.value >= 1024
         if isinstance(x, (list, tuple)):
             return any(big(i) for i in x)
@@ -393,7 +380,7 @@ SEL_OPS = st.one_of(
               st.just(()), st.just({})),
 )
 def _past_c_int(v: Any) -> bool:
-    if isinstance(v, Fileno):
+    if isinstance(v, FileNo):
         v = v.value
     return type(v) is int and v > 2**31 - 1
 

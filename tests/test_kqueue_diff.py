@@ -27,7 +27,7 @@ import time
 import pytest
 
 import fastsel
-from _helpers import timeout_objects
+from _helpers import FileNo, FileNoRaises, timeout_objects
 from conftest import FASTSEL, differential, outcome
 
 if not hasattr(fastsel, "kqueue"):
@@ -97,14 +97,6 @@ def raises(exc, text=None):
 
 def ok(value):
     return ("ok", value)
-
-
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
 
 
 @pytest.fixture(autouse=True)
@@ -185,24 +177,13 @@ def test_kevent_ident(ident, expected):
 
 
 def test_kevent_ident_fileno_errors():
-    class Neg:
-        def fileno(self):
-            return -3
-
-    class Bad:
-        def fileno(self):
-            return "x"
-
-    class Boom:
-        def fileno(self):
-            raise ZeroDivisionError("boom")
-
-    check(lambda i: i.select.kevent(Neg()),
+    check(lambda i: i.select.kevent(FileNo(-3)),
           raises(ValueError,
                  "file descriptor cannot be a negative integer (-3)"))
-    check(lambda i: i.select.kevent(Bad()),
+    check(lambda i: i.select.kevent(FileNo("x")),
           raises(TypeError, "fileno() returned a non-integer"))
-    check(lambda i: i.select.kevent(Boom()), raises(ZeroDivisionError, "boom"))
+    check(lambda i: i.select.kevent(FileNoRaises(ZeroDivisionError, "boom")),
+          raises(ZeroDivisionError, "boom"))
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -32,6 +32,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from _helpers import FileNo, FileNoRaises
 from conftest import skip_module_unless_c_impl
 
 skip_module_unless_c_impl()     # (tracemalloc, mallinfo2: CPython's allocators)
@@ -161,24 +162,8 @@ def fds() -> Iterator[Fds]:
         f.close()
 
 
-class Raises:
-    """fileno() raising."""
-    def fileno(self) -> int:
-        raise ValueError("no fileno today")
-
-
-class BadFileno:
-    """fileno() returning a non-int."""
-    def fileno(self) -> None:
-        return None
-
-
-class HasFileno:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def fileno(self) -> int:
-        return self.fd
+FILENO_RAISES = FileNoRaises(ValueError, "no fileno today")    # a fresh one per call
+FILENO_NONE = FileNo(None)                                      # fileno() returns a non-int
 
 
 def expect(exc: type | tuple, fn: Callable[[], object]) -> Callable[[], None]:
@@ -198,9 +183,9 @@ def select_cases(f: Fds) -> dict:
     sel = fastsel.select
     return {
         "select-ready": lambda: sel([f.r, f.a], [f.w, f.b], [f.r], 0),
-        "select-objs": lambda: sel([HasFileno(f.r)], [HasFileno(f.w)], [], 0.0),
-        "select-fileno-raises": expect(ValueError, lambda: sel([f.r, Raises()], [], [], 0)),
-        "select-fileno-bad": expect(TypeError, lambda: sel([BadFileno()], [], [], 0)),
+        "select-objs": lambda: sel([FileNo(f.r)], [FileNo(f.w)], [], 0.0),
+        "select-fileno-raises": expect(ValueError, lambda: sel([f.r, FILENO_RAISES], [], [], 0)),
+        "select-fileno-bad": expect(TypeError, lambda: sel([FILENO_NONE], [], [], 0)),
         "select-negative-fd": expect(ValueError, lambda: sel([-1], [], [], 0)),
         "select-closed-fd": expect(OSError, lambda: sel([f.dead_fd], [], [], 0)),
         "select-closed-sock": expect(ValueError, lambda: sel([f.closed], [], [], 0)),
@@ -221,7 +206,7 @@ def poll_cases(f: Fds) -> dict:
         q.modify(f.r, fastsel.POLLIN | fastsel.POLLPRI)
         q.poll(0)
         q.unregister(f.r)
-        q.unregister(HasFileno(f.w))
+        q.unregister(FileNo(f.w))
 
     return {
         "poll-create": fastsel.poll,
@@ -230,8 +215,8 @@ def poll_cases(f: Fds) -> dict:
         "poll-modify-unknown": expect(OSError, lambda: p.modify(f.keep, 1)),
         "poll-bad-mask": expect(OverflowError, lambda: p.register(f.r, 1 << 40)),
         "poll-neg-mask": expect((OverflowError, ValueError), lambda: p.register(f.r, -1)),
-        "poll-fileno-raises": expect(ValueError, lambda: p.register(Raises())),
-        "poll-fileno-bad": expect(TypeError, lambda: p.register(BadFileno())),
+        "poll-fileno-raises": expect(ValueError, lambda: p.register(FILENO_RAISES)),
+        "poll-fileno-bad": expect(TypeError, lambda: p.register(FILENO_NONE)),
         "poll-bad-timeout": expect(TypeError, lambda: p.poll("x")),
         "poll-closed-fd": lambda: (p.register(f.dead_fd), p.poll(0), p.unregister(f.dead_fd)),
     }
@@ -246,7 +231,7 @@ def epoll_cases(f: Fds) -> dict:
         with fastsel.epoll() as e:
             e.register(f.r, fastsel.EPOLLIN)
             e.register(f.w)
-            e.modify(HasFileno(f.r), fastsel.EPOLLIN | fastsel.EPOLLOUT)
+            e.modify(FileNo(f.r), fastsel.EPOLLIN | fastsel.EPOLLOUT)
             e.poll(0)
             e.poll(timeout=0, maxevents=4)
             e.unregister(f.r)
@@ -270,8 +255,8 @@ def epoll_cases(f: Fds) -> dict:
         "epoll-bad-mask-type": expect(TypeError, lambda: ep.register(f.r, "1")),
         "epoll-einval-mask": expect(OSError, lambda: ep.register(f.r, -1)),
         "epoll-unsupported-fd": expect(PermissionError, lambda: ep.register(f.keep)),
-        "epoll-fileno-raises": expect(ValueError, lambda: ep.register(Raises())),
-        "epoll-fileno-bad": expect(TypeError, lambda: ep.register(BadFileno())),
+        "epoll-fileno-raises": expect(ValueError, lambda: ep.register(FILENO_RAISES)),
+        "epoll-fileno-bad": expect(TypeError, lambda: ep.register(FILENO_NONE)),
         "epoll-closed-fd": expect(OSError, lambda: ep.register(f.dead_fd)),
         "epoll-closed-obj": expect(ValueError, lambda: closed.register(f.r)),
         "epoll-closed-poll": expect(ValueError, lambda: closed.poll(0)),
@@ -293,7 +278,7 @@ def selector_cases(cls: type, f: Fds) -> dict:
     def cycle() -> None:
         with cls() as s:
             s.register(f.r, fastsel.EVENT_READ, data)
-            s.register(HasFileno(f.w), fastsel.EVENT_WRITE)
+            s.register(FileNo(f.w), fastsel.EVENT_WRITE)
             s.register(f.a, fastsel.EVENT_READ | fastsel.EVENT_WRITE, [1])
             s.modify(f.r, fastsel.EVENT_READ | fastsel.EVENT_WRITE)
             s.modify(f.r, fastsel.EVENT_READ | fastsel.EVENT_WRITE, "other data")
@@ -325,8 +310,8 @@ def selector_cases(cls: type, f: Fds) -> dict:
         "register-twice": expect(KeyError, twice),
         "bad-events": expect(ValueError, lambda: sel.register(f.r, 0)),
         "bad-events-big": expect(ValueError, lambda: sel.register(f.r, 1 << 70)),
-        "fileno-raises": expect(ValueError, lambda: sel.register(Raises(), 1)),
-        "fileno-bad": expect(ValueError, lambda: sel.register(BadFileno(), 1)),
+        "fileno-raises": expect(ValueError, lambda: sel.register(FILENO_RAISES, 1)),
+        "fileno-bad": expect(ValueError, lambda: sel.register(FILENO_NONE, 1)),
         "unregister-unknown": expect(KeyError, lambda: sel.unregister(f.keep)),
         "modify-unknown": expect(KeyError, lambda: sel.modify(f.keep, 1)),
         "get_key-unknown": expect(KeyError, lambda: sel.get_key(f.keep)),

@@ -13,11 +13,13 @@ import gc
 import os
 import socket
 import sys
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
 import fastsel
+from _helpers import FileNo, FileNoRaises
+from conftest import SocketPair
 
 LOOPS = 1000
 SELECTORS = [n for n in ("SelectSelector", "PollSelector", "EpollSelector",
@@ -33,31 +35,11 @@ def cls_or_skip(name: str) -> type:
     return cls
 
 
-class FileLike:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def fileno(self) -> int:
-        return self.fd
-
-
-class Pair:
-    def __init__(self) -> None:
-        self.a, self.b = socket.socketpair()
-        self.b.send(b"x")           # a is readable and writable
-
-    def close(self) -> None:
-        self.a.close()
-        self.b.close()
-
-
 @pytest.fixture
-def pair() -> Iterator[Pair]:
-    p = Pair()
-    try:
-        yield p
-    finally:
-        p.close()
+def ready_pair(pair: SocketPair) -> SocketPair:
+    """conftest's pair with b's byte sent: a is readable and writable."""
+    pair.b.send(b"x")
+    return pair
 
 
 def refs(*objs: object) -> list:
@@ -82,22 +64,19 @@ def unchanged(body: Callable[[], None], *objs: object) -> None:
 
 # ---- select() ----------------------------------------------------------------
 
-def test_select_results(pair: Pair) -> None:
-    fo = FileLike(pair.a.fileno())
+def test_select_results(ready_pair: SocketPair) -> None:
+    fo = FileNo(ready_pair.a.fileno())
     timeout = float("0.0")
-    fd_obj = pair.a.fileno()        # a small int: shared, so not counted
+    fd_obj = ready_pair.a.fileno()  # a small int: shared, so not counted
 
     def body() -> None:
         r, w, x = fastsel.select([fo, fd_obj], [fo], [fo], timeout)
         assert r == [fo, fd_obj] and w == [fo] and x == []
-    unchanged(body, fo, timeout, pair.a)
+    unchanged(body, fo, timeout, ready_pair.a)
 
 
-def test_select_error_paths(pair: Pair) -> None:
-    class Bad:
-        def fileno(self) -> int:
-            raise ValueError("boom")
-    bad, fo = Bad(), FileLike(pair.a.fileno())
+def test_select_error_paths(ready_pair: SocketPair) -> None:
+    bad, fo = FileNoRaises(ValueError, "boom"), FileNo(ready_pair.a.fileno())
     rlist, wlist = [fo, bad], [fo]
 
     def body() -> None:
@@ -108,21 +87,21 @@ def test_select_error_paths(pair: Pair) -> None:
     unchanged(body, bad, fo, rlist, wlist)
 
 
-def result_refs(mod: object, fo: FileLike) -> list:
+def result_refs(mod: object, fo: FileNo) -> list:
     r, w, x = mod.select([fo], [fo], [fo], 0)
     return [sys.getrefcount(r), sys.getrefcount(w), sys.getrefcount(x)]
 
 
-def test_select_returned_lists_are_new(pair: Pair) -> None:
+def test_select_returned_lists_are_new(ready_pair: SocketPair) -> None:
     import select as std
-    fo = FileLike(pair.a.fileno())
+    fo = FileNo(ready_pair.a.fileno())
     assert result_refs(fastsel, fo) == result_refs(std, fo)
 
 
 # ---- poll --------------------------------------------------------------------
 
-def test_poll(pair: Pair) -> None:
-    fo = FileLike(pair.a.fileno())
+def test_poll(ready_pair: SocketPair) -> None:
+    fo = FileNo(ready_pair.a.fileno())
     mask = fastsel.POLLIN | fastsel.POLLOUT | (1 << 14) - (1 << 14)
     timeout = float("0.0")
     p = fastsel.poll()
@@ -131,7 +110,7 @@ def test_poll(pair: Pair) -> None:
         p.register(fo, mask)
         p.modify(fo, mask)
         res = p.poll(timeout)
-        assert res and res[0][0] == fo.fd
+        assert res and res[0][0] == fo.value
         p.unregister(fo)
         with pytest.raises(KeyError):
             p.unregister(fo)
@@ -145,17 +124,17 @@ def poll_result_refs(mod: object, sock: socket.socket) -> list:
     return [sys.getrefcount(res), sys.getrefcount(res[0])]
 
 
-def test_poll_results_fresh(pair: Pair) -> None:
+def test_poll_results_fresh(ready_pair: SocketPair) -> None:
     import select as std
-    assert poll_result_refs(fastsel, pair.a) == poll_result_refs(std, pair.a)
+    assert poll_result_refs(fastsel, ready_pair.a) == poll_result_refs(std, ready_pair.a)
 
 
 # ---- epoll -------------------------------------------------------------------
 
-def test_epoll(pair: Pair) -> None:
+def test_epoll(ready_pair: SocketPair) -> None:
     if not hasattr(fastsel, "epoll"):
         pytest.skip("no epoll")
-    fo = FileLike(pair.a.fileno())
+    fo = FileNo(ready_pair.a.fileno())
     mask = int(str(fastsel.EPOLLIN | fastsel.EPOLLOUT))
     timeout = float("0.0")
     maxevents = int("-1")
@@ -165,7 +144,7 @@ def test_epoll(pair: Pair) -> None:
         ep.register(fo, mask)
         ep.modify(fo, mask)
         res = ep.poll(timeout, maxevents)
-        assert res and res[0][0] == fo.fd
+        assert res and res[0][0] == fo.value
         ep.poll(timeout=timeout, maxevents=maxevents)
         ep.unregister(fo)
         with pytest.raises(FileNotFoundError):
@@ -191,9 +170,9 @@ def test_epoll_enter_returns_self() -> None:
 # ---- selectors ---------------------------------------------------------------
 
 @pytest.mark.parametrize("name", SELECTORS)
-def test_selector_register_cycle(name: str, pair: Pair) -> None:
+def test_selector_register_cycle(name: str, ready_pair: SocketPair) -> None:
     cls = cls_or_skip(name)
-    fo = FileLike(pair.a.fileno())
+    fo = FileNo(ready_pair.a.fileno())
     data = object()
     data2 = ["other"]
     timeout = float("0.0")
@@ -206,7 +185,7 @@ def test_selector_register_cycle(name: str, pair: Pair) -> None:
         key3 = sel.modify(fo, fastsel.EVENT_READ | fastsel.EVENT_WRITE, data)
         ready = sel.select(timeout)
         assert ready and ready[0][0] is sel.get_key(fo)
-        assert sel.get_map()[fo] is sel.get_key(fo.fd)
+        assert sel.get_map()[fo] is sel.get_key(fo.value)
         assert sel.unregister(fo) is key3
         del key, key2, key3, ready
     unchanged(body, fo, data, data2, timeout, sel)
@@ -214,11 +193,11 @@ def test_selector_register_cycle(name: str, pair: Pair) -> None:
 
 
 @pytest.mark.parametrize("name", SELECTORS)
-def test_selector_stored_references(name: str, pair: Pair) -> None:
+def test_selector_stored_references(name: str, ready_pair: SocketPair) -> None:
     """While registered, the key holds fileobj and data once each; after
     unregister/close nothing is held."""
     cls = cls_or_skip(name)
-    fo = FileLike(pair.a.fileno())
+    fo = FileNo(ready_pair.a.fileno())
     data = object()
     base = refs(fo, data)
     sel = cls()
@@ -232,7 +211,7 @@ def test_selector_stored_references(name: str, pair: Pair) -> None:
         sel.select(0)
         sel.get_key(fo)
         sel.get_map().get(fo)
-        fo.fd in sel.get_map()
+        fo.value in sel.get_map()
     assert sys.getrefcount(key) == kref
     assert refs(fo, data) == held
     del key                     # ours; the selector's must go with close()
@@ -241,9 +220,9 @@ def test_selector_stored_references(name: str, pair: Pair) -> None:
 
 
 @pytest.mark.parametrize("name", SELECTORS)
-def test_selector_dealloc_releases(name: str, pair: Pair) -> None:
+def test_selector_dealloc_releases(name: str, ready_pair: SocketPair) -> None:
     cls = cls_or_skip(name)
-    fo = FileLike(pair.a.fileno())
+    fo = FileNo(ready_pair.a.fileno())
     data = object()
     base = refs(fo, data)
     sel = cls()
@@ -256,14 +235,10 @@ def test_selector_dealloc_releases(name: str, pair: Pair) -> None:
 
 
 @pytest.mark.parametrize("name", SELECTORS)
-def test_selector_error_paths(name: str, pair: Pair) -> None:
+def test_selector_error_paths(name: str, ready_pair: SocketPair) -> None:
     cls = cls_or_skip(name)
 
-    class Bad:
-        def fileno(self) -> int:
-            raise ValueError("gone")
-
-    bad, fo, data = Bad(), FileLike(pair.a.fileno()), object()
+    bad, fo, data = FileNoRaises(ValueError, "gone"), FileNo(ready_pair.a.fileno()), object()
     events = int("3")
     sel = cls()
     sel.register(fo, fastsel.EVENT_READ, data)
@@ -274,13 +249,13 @@ def test_selector_error_paths(name: str, pair: Pair) -> None:
         with pytest.raises(KeyError):
             sel.register(fo, events, data)
         with pytest.raises(ValueError):
-            sel.register(FileLike(pair.b.fileno()), 0, data)
+            sel.register(FileNo(ready_pair.b.fileno()), 0, data)
         with pytest.raises(KeyError):
-            sel.unregister(FileLike(pair.b.fileno()))
+            sel.unregister(FileNo(ready_pair.b.fileno()))
         with pytest.raises(KeyError):
-            sel.modify(pair.b, events, data)
+            sel.modify(ready_pair.b, events, data)
         with pytest.raises(KeyError):
-            sel.get_key(pair.b)
+            sel.get_key(ready_pair.b)
         with pytest.raises(TypeError):
             sel.select("1")
     unchanged(body, bad, fo, data, events, sel)

@@ -21,6 +21,7 @@ import tempfile
 import pytest
 
 import fastsel
+from _helpers import FileNo, FileNoRaises
 from conftest import FASTSEL
 
 KINDS = [k for k in ("EpollSelector", "PollSelector", "SelectSelector")
@@ -31,20 +32,6 @@ R, W = std_selectors.EVENT_READ, std_selectors.EVENT_WRITE
 @pytest.fixture(params=KINDS)
 def kind(request):
     return request.param
-
-
-@pytest.fixture
-def pairs():
-    made = []
-
-    def make():
-        a, b = socket.socketpair()
-        made.extend((a, b))
-        return a, b
-
-    yield make
-    for s in made:
-        s.close()
 
 
 def on(kind, body):
@@ -60,21 +47,6 @@ def on(kind, body):
 
 def by_fd(ready):
     return sorted(ready, key=lambda kv: (kv[0].fd, kv[1]))
-
-
-class FileNo:
-    """An object whose fileno() returns or raises what it is given."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def fileno(self):
-        if isinstance(self.value, BaseException):
-            raise self.value
-        return self.value
-
-    def __repr__(self):
-        return f"FileNo({self.value!r})"
 
 
 # ---- module surface -------------------------------------------------------
@@ -116,9 +88,9 @@ def test_register_events_checked(diff, kind, pairs, events):
 @pytest.mark.parametrize("fileobj", [
     -1, -10, -2 ** 70, "5", 1.5, None, object(),
     FileNo(-1), FileNo("x"), FileNo(None), FileNo(1.5), FileNo(-3),
-    FileNo(AttributeError("a")), FileNo(TypeError("t")),
-    FileNo(ValueError("v")), FileNo(OSError(9, "closed")),
-    FileNo(KeyError("k")), FileNo(2 ** 70),
+    FileNoRaises(AttributeError, "a"), FileNoRaises(TypeError, "t"),
+    FileNoRaises(ValueError, "v"), FileNoRaises(OSError, 9, "closed"),
+    FileNoRaises(KeyError, "k"), FileNo(2 ** 70),
 ])
 def test_register_bad_fileobj(diff, kind, fileobj):
     body = on(kind, lambda sel: (sel.register(fileobj, R), len(sel.get_map())))

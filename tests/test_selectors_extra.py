@@ -1,15 +1,14 @@
 """fastsel's selectors beyond the stdlib's contract: scale, fds closed while
-registered, fork, threads, stale events, subclassing, the uniform close()
+registered, stale events, subclassing, type names, the uniform close()
 behaviour, and the result-tuple cache.  Every test is bounded in time.
+(Fork, threads and signals: test_faults.py.)
 """
 from __future__ import annotations
 
 import gc
 import os
 import resource
-import select as std_select
 import selectors as std_selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from collections.abc import Mapping
 import pytest
 
 import fastsel
+from _helpers import open_fds, wait_until_blocked
 
 # fastsel's own selector behaviour (beyond the stdlib's contract)
 pytestmark = pytest.mark.c_impl
@@ -42,23 +42,6 @@ def sel(cls):
     s.close()
 
 
-@pytest.fixture
-def pipes():
-    made = []
-
-    def make():
-        r, w = os.pipe()
-        made.extend((r, w))
-        return r, w
-
-    yield make
-    for fd in made:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 @pytest.fixture(autouse=True)
 def _watchdog():
     # no test may hang the suite
@@ -66,20 +49,6 @@ def _watchdog():
     faulthandler.dump_traceback_later(60, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
-
-
-def open_fds():
-    return len(os.listdir("/proc/self/fd"))
-
-
-def epoll_interest(epfd, pid="self"):
-    """The fds in an epoll instance's interest list (from /proc fdinfo)."""
-    out = set()
-    with open(f"/proc/{pid}/fdinfo/{epfd}") as f:
-        for line in f:
-            if line.startswith("tfd:"):
-                out.add(int(line.split()[1]))
-    return out
 
 
 # ---- scale --------------------------------------------------------------------
@@ -225,7 +194,7 @@ def test_stale_event_is_dropped(pipes):
     old = sys.getswitchinterval()
     try:
         t.start()
-        time.sleep(0.1)                 # the thread is now in epoll_wait
+        wait_until_blocked(t)           # the thread is now in epoll_wait
         sys.setswitchinterval(30)       # keep the GIL while spinning
         end = time.monotonic() + 0.8
         while time.monotonic() < end:   # the writer fires at ~0.3 s
@@ -243,167 +212,6 @@ def test_stale_event_is_dropped(pipes):
     s.close()
 
 
-# ---- fork -----------------------------------------------------------------------
-
-def _wait_child(pid, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    pytest.fail("child timed out")
-
-
-def _fork():
-    import warnings
-    with warnings.catch_warnings():
-        # the watchdog thread makes 3.12+ warn; the child is simple
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return os.fork()
-
-
-def test_fork(cls, pipes):
-    s = cls()
-    r1, w1 = pipes()
-    r2, w2 = pipes()
-    s.register(r1, R, "parent")
-    pid = _fork()
-    if pid == 0:
-        code = 1
-        try:
-            # the child's registrations: new backend, parent's keys kept
-            assert s.get_key(r1).data == "parent"
-            s.register(r2, R, "child")
-            s.unregister(r1)
-            os.write(w2, b"x")
-            os.write(w1, b"x")
-            got = [(k.data, ev) for k, ev in s.select(1)]
-            assert got == [("child", R)], got
-            if cls.__name__ == "EpollSelector":
-                # a fresh epoll (it may reuse the inherited one's number)
-                assert epoll_interest(s.fileno()) == {r2}
-            s.close()
-            code = 0
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    assert _wait_child(pid) == 0
-    # the parent: its interest list untouched by the child
-    if cls.__name__ == "EpollSelector":
-        assert epoll_interest(s.fileno()) == {r1}
-    os.read(r2, 1)
-    got = [(k.data, ev) for k, ev in s.select(1)]
-    assert got == [("parent", R)], got
-    assert s.get_map().get(r2) is None
-    s.close()
-
-
-def test_fork_then_close_in_child(cls):
-    s = cls()
-    a, b = socket.socketpair()
-    s.register(a, W, "x")
-    pid = _fork()
-    if pid == 0:
-        code = 1
-        try:
-            s.close()       # drops the child's copy only
-            code = 0
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    assert _wait_child(pid) == 0
-    assert [(k.data, ev) for k, ev in s.select(0)] == [("x", W)]
-    s.close()
-    a.close()
-    b.close()
-
-
-# ---- threads --------------------------------------------------------------------
-
-def _in_thread(fn):
-    box = {}
-
-    def run():
-        try:
-            box["r"] = fn()
-        except BaseException as e:      # noqa: BLE001
-            box["e"] = e
-    t = threading.Thread(target=run)
-    t.start()
-    return t, box
-
-
-def test_unregister_during_select(sel, pipes):
-    r, w = pipes()
-    r2, w2 = pipes()
-    sel.register(r, R, "gone")
-    sel.register(r2, R, "stays")
-    t, box = _in_thread(lambda: sel.select(0.5))
-    time.sleep(0.1)
-    sel.unregister(r)
-    os.write(w, b"x")           # ready, but no longer registered
-    os.write(w2, b"x")
-    t.join(5)
-    assert not t.is_alive()
-    assert "e" not in box, box
-    assert all(k.data == "stays" for k, ev in box["r"])
-    assert [k.data for k, ev in sel.select(0)] == ["stays"]
-
-
-def test_close_during_select(cls, pipes):
-    s = cls()
-    r, w = pipes()
-    s.register(r, R)
-    before = open_fds()
-    t, box = _in_thread(lambda: s.select(0.4))
-    time.sleep(0.1)
-    s.close()                   # the wait keeps the backend until it returns
-    with pytest.raises(RuntimeError, match="Selector is closed"):
-        s.register(w, W)
-    t.join(5)
-    assert not t.is_alive()
-    assert box == {"r": []}
-    if hasattr(cls, "fileno"):
-        assert open_fds() < before          # the kernel object went
-    s.close()
-
-
-def test_concurrent_select_refused(sel, pipes):
-    r, w = pipes()
-    sel.register(r, R)
-    t, box = _in_thread(lambda: sel.select(0.5))
-    time.sleep(0.1)
-    with pytest.raises(RuntimeError, match="concurrent select"):
-        sel.select(0)
-    os.write(w, b"x")
-    t.join(5)
-    assert [ev for k, ev in box["r"]] == [R]
-
-
-def test_eintr_retry_uses_remaining_time(sel, pipes):
-    r, w = pipes()
-    sel.register(r, R)
-    calls = []
-    old = signal.signal(signal.SIGALRM, lambda *a: calls.append(1))
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.15)
-        t0 = time.monotonic()
-        assert sel.select(0.5) == []
-        dt = time.monotonic() - t0
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-    assert calls == [1]
-    assert 0.45 <= dt < 0.6, dt
-
-
 # ---- the classes ---------------------------------------------------------------------
 
 def test_isinstance_and_names(cls):
@@ -414,6 +222,17 @@ def test_isinstance_and_names(cls):
                             "KqueueSelector")
     assert isinstance(s.get_map(), Mapping)
     s.close()
+
+
+def test_type_names_outlive_module_setup(sel):
+    # On 3.9/3.10 PyType_FromModuleAndSpec keeps spec->name as tp_name
+    # without copying it; the selector classes' names were built in a stack
+    # buffer, so every message naming the type read dead stack memory.
+    import pickle
+
+    with pytest.raises(TypeError) as info:
+        pickle.dumps(sel)
+    assert f"'fastsel.{type(sel).__name__}'" in str(info.value)
 
 
 def test_subclass_and_attributes(cls, pipes):
