@@ -34,6 +34,17 @@ STDLIB = Impl(name="stdlib", select=std_select, selectors=std_selectors)
 FASTSEL = Impl(name="fastsel", select=fastsel, selectors=fastsel)
 
 
+def fastsel_name(name: str) -> Any:
+    """fastsel's attribute `name` (a selector class, ``epoll``...).  A test
+    of it skips only where this platform's stdlib lacks it too: fastsel must
+    have every name the stdlib has, so a missing one fails (AttributeError)
+    rather than skipping."""
+    if not hasattr(fastsel, name) and not (hasattr(std_selectors, name)
+                                           or hasattr(std_select, name)):
+        pytest.skip(f"neither the stdlib nor fastsel has {name} here")
+    return getattr(fastsel, name)
+
+
 @pytest.fixture(params=[STDLIB, FASTSEL], ids=["stdlib", "fastsel"])
 def impl(request: pytest.FixtureRequest) -> Impl:
     return request.param

@@ -33,11 +33,13 @@ from typing import Callable, Iterator
 import pytest
 
 from _helpers import FileNo, FileNoRaises
-from conftest import skip_module_unless_c_impl
+from conftest import fastsel_name, skip_module_unless_c_impl
 
 skip_module_unless_c_impl()     # (tracemalloc, mallinfo2: CPython's allocators)
 
 import tracemalloc  # noqa: E402
+
+import select as std_select  # noqa: E402
 
 import fastsel  # noqa: E402
 
@@ -329,7 +331,7 @@ def _collect_params() -> list:
     try:
         out = [pytest.param("select", n, id=f"select:{n}") for n in select_cases(f)]
         out += [pytest.param("poll", n, id=f"poll:{n}") for n in poll_cases(f)]
-        if hasattr(fastsel, "epoll"):
+        if hasattr(std_select, "epoll"):
             out += [pytest.param("epoll", n, id=f"epoll:{n}") for n in epoll_cases(f)]
         names = list(selector_cases(fastsel.SelectSelector, f))
     finally:
@@ -352,10 +354,7 @@ def test_flat(group: str, case: str, fds: Fds) -> None:
     elif group == "epoll":
         body = epoll_cases(fds)[case]
     else:
-        cls = getattr(fastsel, group, None)
-        if cls is None:
-            pytest.skip(f"fastsel.{group} is not built (kqueue needs a BSD or the "
-                        "FASTSEL_KQUEUE libkqueue build)")
+        cls = fastsel_name(group)
         body = selector_cases(cls, fds)[case]
     body()          # the case itself works (or raises what it should)
     assert_flat(body)

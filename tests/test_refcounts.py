@@ -17,9 +17,12 @@ from typing import Callable
 
 import pytest
 
+import select as std_select
+import selectors as std_selectors
+
 import fastsel
 from _helpers import FileNo, FileNoRaises
-from conftest import SocketPair
+from conftest import SocketPair, fastsel_name
 
 LOOPS = 1000
 SELECTORS = [n for n in ("SelectSelector", "PollSelector", "EpollSelector",
@@ -29,10 +32,7 @@ pytestmark = pytest.mark.c_impl
 
 
 def cls_or_skip(name: str) -> type:
-    cls = getattr(fastsel, name, None)
-    if cls is None:
-        pytest.skip(f"fastsel.{name} is not built on this platform/build")
-    return cls
+    return fastsel_name(name)
 
 
 @pytest.fixture
@@ -132,8 +132,7 @@ def test_poll_results_fresh(ready_pair: SocketPair) -> None:
 # ---- epoll -------------------------------------------------------------------
 
 def test_epoll(ready_pair: SocketPair) -> None:
-    if not hasattr(fastsel, "epoll"):
-        pytest.skip("no epoll")
+    fastsel_name("epoll")
     fo = FileNo(ready_pair.a.fileno())
     mask = int(str(fastsel.EPOLLIN | fastsel.EPOLLOUT))
     timeout = float("0.0")
@@ -154,8 +153,7 @@ def test_epoll(ready_pair: SocketPair) -> None:
 
 
 def test_epoll_enter_returns_self() -> None:
-    if not hasattr(fastsel, "epoll"):
-        pytest.skip("no epoll")
+    fastsel_name("epoll")
     ep = fastsel.epoll()
     before = sys.getrefcount(ep)
     for _ in range(LOOPS):
@@ -294,7 +292,7 @@ def test_os_fds_not_leaked() -> None:
         return len(os.listdir("/proc/self/fd"))
     objs = [fastsel.poll]
     for n in ("epoll",) + tuple(SELECTORS):
-        if hasattr(fastsel, n):
+        if hasattr(fastsel, n) or hasattr(std_select, n) or hasattr(std_selectors, n):
             objs.append(getattr(fastsel, n))
     before = count()
     for _ in range(200):
