@@ -21,17 +21,41 @@ ctl_call(const fs_backend_ops *ops, fs_backend *be, ctl_op op, int fd,
     }
 }
 
-/* One interest change: 0, or -1 with errno.  Where the kind's backend enters
- * the kernel, the GIL is released around it, as the stdlib's poller objects
- * do (a FUSE file's poll hook may wait on a thread of this process).
- * `inflight` then keeps close() from freeing the backend meanwhile, and the
- * caller must look its slot up again: other threads may have changed the
- * table (and moved or grown it). */
+/* An interest change of fd, from its kernel call to the end of its
+ * bookkeeping.  Where the kind's backend enters the kernel, the GIL is
+ * released around the call, as the stdlib's poller objects do (a FUSE file's
+ * poll hook may wait on a thread of this process); then
+ *  - the change's record in s->ctls keeps close() from freeing the backend
+ *    until ctl_leave();
+ *  - the caller must look its slot up again after the call: other threads
+ *    may have changed the table (and moved or grown it);
+ *  - when another change of the same fd overlaps (marked in both records),
+ *    the kernel may hold either outcome: ctl_leave() then makes it hold
+ *    what the table holds. */
+static inline void
+ctl_enter(sel_object *s, sel_ctl_rec *rec, int fd)
+{
+    rec->fd = fd;
+    rec->raced = 0;
+    if (!s->kind->ctl_nogil) {
+        return;                     /* nothing can run in between */
+    }
+    for (sel_ctl_rec *r = s->ctls; r != NULL; r = r->next) {
+        if (r->fd == fd) {
+            r->raced = rec->raced = 1;
+        }
+    }
+    rec->next = s->ctls;
+    s->ctls = rec;
+}
+
+/* The kernel call: 0, or -1 with errno. */
 static int
-ctl(sel_object *s, ctl_op op, int fd, int old, int events, uint64_t token)
+ctl_kernel(sel_object *s, ctl_op op, int fd, int old, int events,
+           uint64_t token)
 {
     if (s->closed || s->be == NULL) {
-        /* closed by another thread during an earlier call of this one */
+        /* closed by another thread during an earlier call of this change */
         errno = EBADF;
         return -1;
     }
@@ -41,51 +65,72 @@ ctl(sel_object *s, ctl_op op, int fd, int old, int events, uint64_t token)
     const fs_backend_ops *ops = s->ops;
     fs_backend *be = s->be;
     int rc, err;
-    s->inflight++;
     Py_BEGIN_ALLOW_THREADS
     rc = ctl_call(ops, be, op, fd, old, events, token);
     err = errno;
     Py_END_ALLOW_THREADS
-    assert(s->inflight > 0);
-    s->inflight--;
-    if (s->closed) {
-        sel_finish_close(s);        /* close() left the backend to us */
-    }
     errno = err;
     return rc;
 }
 
-/* After a successful change made without the GIL that left fd registered
- * as (gen, events), gen 0: not registered.  Another thread may have changed
- * fd's registration meanwhile with its kernel call landing first, leaving
- * ours in the kernel: then make the kernel hold what the table holds.  Each
- * further round needs yet another thread's change, hence the bound. */
-static void
-ctl_settle(sel_object *s, int fd, uint32_t gen, int events)
+/* Unlink rec; 1 if another change of its fd overlapped it. */
+static int
+ctl_unlink(sel_object *s, sel_ctl_rec *rec)
 {
     if (!s->kind->ctl_nogil) {
-        return;                     /* nothing ran in between */
+        return 0;
     }
+    sel_ctl_rec **p = &s->ctls;
+    while (*p != NULL && *p != rec) {
+        p = &(*p)->next;
+    }
+    if (*p == NULL) {
+        /* a fork in Python code run during the bookkeeping: the child's
+         * rebuilt backend has nothing in flight */
+        return 0;
+    }
+    *p = rec->next;
+    if (s->closed) {
+        sel_finish_close(s);        /* close() may have left it to us */
+    }
+    return rec->raced;
+}
+
+/* After a change that overlapped others of the same fd: make the kernel
+ * hold what the table now holds for fd.  A round that overlaps yet another
+ * change is repeated (that one will resync too), hence the bound. */
+static void
+ctl_resync(sel_object *s, int fd)
+{
     int saved = errno;
-    for (int round = 0; round < 4 && !s->closed; round++) {
+    int raced = 1;
+    for (int round = 0; raced && round < 16 && !s->closed; round++) {
+        sel_ctl_rec rec;
+        ctl_enter(s, &rec, fd);
         sel_slot *sl = slot_find(s, fd);
-        if (sl == NULL ? gen == 0 : (sl->gen == gen && sl->events == events)) {
-            break;
-        }
         if (sl == NULL) {
-            gen = 0;
-            (void)ctl(s, CTL_REMOVE, fd, FS_READ | FS_WRITE, 0, 0);
-            continue;
+            (void)ctl_kernel(s, CTL_REMOVE, fd, FS_READ | FS_WRITE, 0, 0);
         }
-        gen = sl->gen;
-        events = sl->events;
-        uint64_t token = make_token(fd, gen);
-        if (ctl(s, CTL_MODIFY, fd, FS_READ | FS_WRITE, events, token) < 0
-            && errno == ENOENT) {
-            (void)ctl(s, CTL_ADD, fd, 0, events, token);
+        else {
+            int events = sl->events;
+            uint64_t token = make_token(fd, sl->gen);
+            if (ctl_kernel(s, CTL_MODIFY, fd, FS_READ | FS_WRITE, events,
+                           token) < 0 && errno == ENOENT && !rec.raced) {
+                /* not in the kernel (epoll): add it */
+                (void)ctl_kernel(s, CTL_ADD, fd, 0, events, token);
+            }
         }
+        raced = ctl_unlink(s, &rec);
     }
     errno = saved;
+}
+
+static void
+ctl_leave(sel_object *s, sel_ctl_rec *rec)
+{
+    if (ctl_unlink(s, rec)) {
+        ctl_resync(s, rec->fd);
+    }
 }
 
 void
@@ -122,17 +167,20 @@ register_key(sel_object *s, int fd, PyObject *key, int mask, int isbool)
     sl->boolfd = (uint8_t)isbool;
     slot_link(s, fd, sl);
     Py_INCREF(key);                 /* the slot's, and the caller's */
-    if (ctl(s, CTL_ADD, fd, 0, mask, make_token(fd, gen)) < 0) {
+    sel_ctl_rec rec;
+    ctl_enter(s, &rec, fd);
+    if (ctl_kernel(s, CTL_ADD, fd, 0, mask, make_token(fd, gen)) < 0) {
         int err = errno;
         sl = slot_find(s, fd);
         if (sl != NULL && sl->gen == gen) {
             Py_DECREF(slot_take(s, fd, sl));
         }
+        ctl_leave(s, &rec);
         Py_DECREF(key);
         sel_set_errno_error(err);
         return NULL;
     }
-    ctl_settle(s, fd, gen, mask);
+    ctl_leave(s, &rec);
     return key;
 }
 
@@ -251,9 +299,10 @@ sel_do_unregister(sel_object *s, PyObject *fileobj)
     /* the stdlib's order: the key goes, then the poller is told */
     PyObject *key = slot_take(s, (int)cfd, sl);
     /* an fd closed since registration makes the kernel refuse: ignored */
-    if (ctl(s, CTL_REMOVE, (int)cfd, events, 0, 0) == 0) {
-        ctl_settle(s, (int)cfd, 0, 0);
-    }
+    sel_ctl_rec rec;
+    ctl_enter(s, &rec, (int)cfd);
+    (void)ctl_kernel(s, CTL_REMOVE, (int)cfd, events, 0, 0);
+    ctl_leave(s, &rec);
     if (s->kind->bool_warn_ctl && sel_warn_bool_fd(isbool)) {
         Py_DECREF(key);
         return NULL;
@@ -315,14 +364,18 @@ modify_drop(sel_object *s, long cfd, sel_slot *sl)
 {
     int old = sl->events;
     Py_DECREF(slot_take(s, (int)cfd, sl));
-    (void)ctl(s, CTL_REMOVE, (int)cfd, old, 0, 0);
+    sel_ctl_rec rec;
+    ctl_enter(s, &rec, (int)cfd);
+    (void)ctl_kernel(s, CTL_REMOVE, (int)cfd, old, 0, 0);
+    ctl_leave(s, &rec);
 }
 
 /* _PollLikeSelector.modify's one kernel modify (no validation of events).
- * Returns the previous kernel mask, or -1 with an exception. */
+ * Returns the previous kernel mask with rec entered (the caller leaves it
+ * after its bookkeeping), or -1 with an exception and rec not entered. */
 static int
 modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
-                     PyObject *key, PyObject *events)
+                     PyObject *key, PyObject *events, sel_ctl_rec *rec)
 {
     int mask = sel_poller_mask(events);
     if (mask < 0) {
@@ -354,13 +407,15 @@ modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
     }
     int old_mask = sl->events;
     uint32_t gen = sl->gen;
-    if (ctl(s, CTL_MODIFY, (int)cfd, old_mask, mask,
-            make_token((int)cfd, gen)) < 0) {
+    ctl_enter(s, rec, (int)cfd);
+    if (ctl_kernel(s, CTL_MODIFY, (int)cfd, old_mask, mask,
+                   make_token((int)cfd, gen)) < 0) {
         int err = errno;
         sl = slot_find(s, cfd);
         if (sl != NULL && sl->gen == gen) {
             modify_drop(s, cfd, sl);
         }
+        ctl_leave(s, rec);
         sel_set_errno_error(err);
         return -1;
     }
@@ -368,7 +423,6 @@ modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
     if (sl != NULL && slot_key(sl) == key) {
         sl->events = (uint8_t)mask;
     }
-    ctl_settle(s, (int)cfd, gen, mask);
     return old_mask;
 }
 
@@ -379,12 +433,16 @@ modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
               int ne, PyObject *events, PyObject *data)
 {
     int old_mask = -1;
+    sel_ctl_rec rec;
     if (ne) {
-        old_mask = modify_poller_kernel(s, fileobj, cfd, key, events);
+        old_mask = modify_poller_kernel(s, fileobj, cfd, key, events, &rec);
         if (old_mask < 0) {
             return NULL;
         }
     }
+    /* the kernel change is not over until the key is replaced: another
+     * change of fd meanwhile is an overlap (ctl_leave) */
+    PyObject *result;
     int dne = sel_not_equal(data, PyTuple_GET_ITEM(key, 3));
     if (dne < 0) {
         sel_slot *sl = slot_find(s, cfd);
@@ -392,13 +450,19 @@ modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
             /* the key keeps its events: so does result masking */
             sl->events = (uint8_t)old_mask;
         }
-        return NULL;
+        result = NULL;
     }
-    if (!ne && !dne) {
+    else if (!ne && !dne) {
         Py_INCREF(key);
-        return key;
+        result = key;
     }
-    return modify_replace(s, cfd, key, events, data);
+    else {
+        result = modify_replace(s, cfd, key, events, data);
+    }
+    if (ne) {
+        ctl_leave(s, &rec);
+    }
+    return result;
 }
 
 /* _BaseSelectorImpl.modify (select, kqueue) after the lookup. */

@@ -36,7 +36,7 @@ sel_refork(sel_object *s)
     /* threads that were waiting or in an interest change at fork are not
      * here */
     s->busy = 0;
-    s->inflight = 0;
+    s->ctls = NULL;
     if (s->be != NULL) {
         s->ops->free(s->be);
         s->be = NULL;
@@ -85,7 +85,7 @@ sel_ready_slow(sel_object *s)
 void
 sel_finish_close(sel_object *s)
 {
-    if (s->closed && !s->busy && s->inflight == 0) {
+    if (s->closed && !s->busy && s->ctls == NULL) {
         if (s->be != NULL) {
             s->ops->free(s->be);
             s->be = NULL;
@@ -124,7 +124,7 @@ sel_close(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
         /* the inherited backend: release the child's copy only */
         s->fork_seen = fs_fork_generation();
         s->busy = 0;
-        s->inflight = 0;
+        s->ctls = NULL;
     }
     sel_finish_close(s);
     Py_RETURN_NONE;

@@ -122,6 +122,13 @@ typedef struct {
     sel_slot slot;
 } sel_far;
 
+/* One interest change in flight without the GIL, on its caller's stack. */
+typedef struct sel_ctl_rec {
+    struct sel_ctl_rec *next;
+    int fd;
+    int raced;              /* another change of fd overlapped this one */
+} sel_ctl_rec;
+
 typedef struct {
     PyObject_HEAD
     fs_state *st;
@@ -134,7 +141,8 @@ typedef struct {
     PyObject *driver;
     int closed;
     int busy;               /* a select() owns evbuf and the backend wait */
-    int inflight;           /* interest changes running without the GIL */
+    /* interest changes running without the GIL (sel_ctl.c), or NULL */
+    struct sel_ctl_rec *ctls;
     unsigned long fork_seen;
     sel_slot *slots;        /* indexed by fd < cap */
     int cap;
