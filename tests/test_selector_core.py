@@ -290,3 +290,25 @@ def test_signal_during_huge_timeout_keeps_waiting(name, socks):
         sel.close()
     assert [(k.fileobj, ev) for k, ev in result] == [(a, R)]
     assert len(calls) >= 2 and dt < 30, (calls, dt)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="POSIX interval timers")
+@pytest.mark.parametrize("name", KINDS)
+def test_handler_that_closes_ends_the_wait(name, socks):
+    """fastsel's rule for a select() whose selector a signal handler closed:
+    the wait ends with [] (its keys are gone) instead of waiting on a freed
+    backend."""
+    a, _ = socks()
+    sel = getattr(fastsel, name)()
+    sel.register(a, R)
+    old = signal.signal(signal.SIGALRM, lambda *args: sel.close())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        t0 = time.monotonic()
+        assert sel.select(None) == []
+        assert time.monotonic() - t0 < 30
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    with pytest.raises(RuntimeError, match="Selector is closed"):
+        sel.select(0)

@@ -155,18 +155,12 @@ sel_readd_all(sel_object *s)
 static PyObject *
 register_key(sel_object *s, int fd, PyObject *key, int mask, int isbool)
 {
-    sel_slot *sl = slot_make(s, fd);
+    sel_slot *sl = slot_store(s, fd, key, mask, isbool);
     if (sl == NULL) {
         Py_DECREF(key);
         return NULL;
     }
-    uint32_t gen = ++s->next_gen;
-    sl->obj = (uintptr_t)key;
-    sl->gen = gen;
-    sl->events = (uint8_t)mask;
-    sl->boolfd = (uint8_t)isbool;
-    slot_link(s, fd, sl);
-    Py_INCREF(key);                 /* the slot's, and the caller's */
+    uint32_t gen = sl->gen;
     sel_ctl_rec rec;
     ctl_enter(s, &rec, fd);
     if (ctl_kernel(s, CTL_ADD, fd, 0, mask, make_token(fd, gen)) < 0) {
@@ -194,21 +188,13 @@ sel_do_register(sel_object *s, PyObject *fileobj, PyObject *events,
     if (s->driver != NULL) {
         return sel_py_register(s, fileobj, events, data);
     }
-    int mask = sel_check_events(events);
-    if (mask < 0) {
-        return NULL;
-    }
     long cfd;
-    PyObject *fd = sel_lookup_unregistered(s, fileobj, &cfd);
-    if (fd == NULL) {
-        return NULL;
-    }
-    int isbool = PyBool_Check(fd);
-    PyObject *key = sel_new_key(s->st, fileobj, fd, events, data);
-    Py_DECREF(fd);
+    int mask;
+    PyObject *key = sel_register_key(s, fileobj, events, data, &cfd, &mask);
     if (key == NULL) {
         return NULL;
     }
+    int isbool = PyBool_Check(PyTuple_GET_ITEM(key, 1));
     if (s->kind->bool_warn_ctl && sel_warn_bool_fd(isbool)) {
         Py_DECREF(key);
         return NULL;
@@ -277,12 +263,10 @@ sel_do_unregister(sel_object *s, PyObject *fileobj)
         return sel_py_unregister(s, fileobj);
     }
     long cfd;
-    PyObject *fd = sel_lookup(s, fileobj, &cfd);
-    if (fd == NULL) {
+    sel_slot *sl;
+    if (sel_find_slot(s, fileobj, &cfd, &sl) < 0) {
         return NULL;
     }
-    Py_DECREF(fd);
-    sel_slot *sl = cfd >= 0 ? slot_find(s, cfd) : NULL;
     if (sl == NULL) {
         return sel_err_not_registered(fileobj);
     }
@@ -336,25 +320,6 @@ sel_plain(sel_object *s)
 {
     return Py_TYPE(s) == s->st->selector_types[s->kind->index]
            && (s->dict == NULL || PyDict_GET_SIZE(s->dict) == 0);
-}
-
-/* A new key for a modify() that changed events or data; stored in fd's
- * slot if the slot still holds `key` (Python code may have run). */
-static PyObject *
-modify_replace(sel_object *s, long cfd, PyObject *key, PyObject *events,
-               PyObject *data)
-{
-    PyObject *result = sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
-                               PyTuple_GET_ITEM(key, 1), events, data);
-    if (result == NULL) {
-        return NULL;
-    }
-    sel_slot *sl = slot_find(s, cfd);
-    if (sl != NULL && slot_key(sl) == key) {
-        Py_INCREF(result);
-        slot_set_key(sl, result);
-    }
-    return result;
 }
 
 /* Drop fd's key after the poller refused a modify, as the stdlib does;
@@ -457,7 +422,7 @@ modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
         result = key;
     }
     else {
-        result = modify_replace(s, cfd, key, events, data);
+        result = sel_replace_key(s, cfd, key, events, data);
     }
     if (ne) {
         ctl_leave(s, &rec);
@@ -502,7 +467,7 @@ modify_base(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
         Py_INCREF(key);
         return key;
     }
-    return modify_replace(s, cfd, key, PyTuple_GET_ITEM(key, 2), data);
+    return sel_replace_key(s, cfd, key, PyTuple_GET_ITEM(key, 2), data);
 }
 
 PyObject *

@@ -14,12 +14,10 @@ static PyObject *
 base_unregister(sel_object *s, PyObject *fileobj)
 {
     long cfd;
-    PyObject *fd = sel_lookup(s, fileobj, &cfd);
-    if (fd == NULL) {
+    sel_slot *sl;
+    if (sel_find_slot(s, fileobj, &cfd, &sl) < 0) {
         return NULL;
     }
-    Py_DECREF(fd);
-    sel_slot *sl = cfd >= 0 ? slot_find(s, cfd) : NULL;
     if (sl == NULL) {
         return sel_err_not_registered(fileobj);
     }
@@ -61,30 +59,19 @@ PyObject *
 sel_py_register(sel_object *s, PyObject *fileobj, PyObject *events,
                 PyObject *data)
 {
-    if (sel_check_events(events) < 0) {
-        return NULL;
-    }
     long cfd;
-    PyObject *fd = sel_lookup_unregistered(s, fileobj, &cfd);
-    if (fd == NULL) {
-        return NULL;
-    }
-    PyObject *key = sel_new_key(s->st, fileobj, fd, events, data);
-    Py_DECREF(fd);
+    int mask;
+    PyObject *key = sel_register_key(s, fileobj, events, data, &cfd, &mask);
     if (key == NULL) {
         return NULL;
     }
-    sel_slot *sl = slot_make(s, (int)cfd);
-    if (sl == NULL) {
+    /* the driver's kernel object keeps the interest: the slot, none */
+    if (slot_store(s, (int)cfd, key, 0, 0) == NULL) {
         Py_DECREF(key);
         return NULL;
     }
-    Py_INCREF(key);
-    sl->obj = (uintptr_t)key;
-    sl->gen = ++s->next_gen;
-    slot_link(s, (int)cfd, sl);
     PyObject *r = sel_call_driver(s, "register", PyTuple_GET_ITEM(key, 1),
-                              events);
+                                  events);
     if (r == NULL) {
         drop_after_failure(s, fileobj);
         Py_DECREF(key);
@@ -103,7 +90,7 @@ sel_py_unregister(sel_object *s, PyObject *fileobj)
     }
     /* the driver ignores OSError (an fd closed since registration) */
     PyObject *r = sel_call_driver(s, "unregister", PyTuple_GET_ITEM(key, 1),
-                              PyTuple_GET_ITEM(key, 2));
+                                  PyTuple_GET_ITEM(key, 2));
     if (r == NULL) {
         Py_DECREF(key);
         return NULL;
@@ -112,8 +99,6 @@ sel_py_unregister(sel_object *s, PyObject *fileobj)
     return key;
 }
 
-/* The key registered for fileobj (a new reference; *cfd its fd), or NULL
- * with the stdlib's KeyError. */
 /* _PollLikeSelector.modify */
 PyObject *
 sel_py_modify(sel_object *s, PyObject *fileobj, PyObject *events,
@@ -131,7 +116,7 @@ sel_py_modify(sel_object *s, PyObject *fileobj, PyObject *events,
     }
     if (ne) {
         PyObject *r = sel_call_driver(s, "modify", PyTuple_GET_ITEM(key, 1),
-                                  events);
+                                      events);
         if (r == NULL) {
             drop_after_failure(s, fileobj);
             goto done;
@@ -147,16 +132,7 @@ sel_py_modify(sel_object *s, PyObject *fileobj, PyObject *events,
         Py_INCREF(result);
         goto done;
     }
-    result = sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
-                     PyTuple_GET_ITEM(key, 1), events, data);
-    if (result == NULL) {
-        goto done;
-    }
-    sel_slot *sl = slot_find(s, cfd);
-    if (sl != NULL && slot_key(sl) == key) {
-        Py_INCREF(result);
-        slot_set_key(sl, result);
-    }
+    result = sel_replace_key(s, cfd, key, events, data);
 done:
     Py_DECREF(key);
     return result;

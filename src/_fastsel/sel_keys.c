@@ -121,15 +121,25 @@ sel_lookup(sel_object *s, PyObject *fileobj, long *cfd)
     return NULL;
 }
 
-PyObject *
-sel_registered_key(sel_object *s, PyObject *fileobj, long *cfd)
+int
+sel_find_slot(sel_object *s, PyObject *fileobj, long *cfd, sel_slot **sl)
 {
     PyObject *fd = sel_lookup(s, fileobj, cfd);
     if (fd == NULL) {
-        return NULL;
+        return -1;
     }
     Py_DECREF(fd);
-    sel_slot *sl = *cfd >= 0 ? slot_find(s, *cfd) : NULL;
+    *sl = *cfd >= 0 ? slot_find(s, *cfd) : NULL;
+    return 0;
+}
+
+PyObject *
+sel_registered_key(sel_object *s, PyObject *fileobj, long *cfd)
+{
+    sel_slot *sl;
+    if (sel_find_slot(s, fileobj, cfd, &sl) < 0) {
+        return NULL;
+    }
     if (sl == NULL) {
         return sel_err_not_registered(fileobj);
     }
@@ -140,8 +150,8 @@ sel_registered_key(sel_object *s, PyObject *fileobj, long *cfd)
 
 /* Keys are kept by C int fd: an fd beyond it gets the OverflowError any
  * poller gives it. */
-PyObject *
-sel_lookup_unregistered(sel_object *s, PyObject *fileobj, long *cfd)
+static PyObject *
+lookup_unregistered(sel_object *s, PyObject *fileobj, long *cfd)
 {
     PyObject *fd = sel_lookup(s, fileobj, cfd);
     if (fd == NULL) {
@@ -190,9 +200,10 @@ kernel_mask(PyObject *events)
     return mask;
 }
 
-/* register()'s check `(not events) or (events & ~3)` */
-int
-sel_check_events(PyObject *events)
+/* register()'s check `(not events) or (events & ~3)`: the FS_* mask, or
+ * -1 with an exception. */
+static int
+check_events(PyObject *events)
 {
     if (PyLong_CheckExact(events)) {
         int overflow;
@@ -295,6 +306,40 @@ sel_new_key(fs_state *st, PyObject *fileobj, PyObject *fd, PyObject *events,
     PyTuple_SET_ITEM(key, 2, events);
     PyTuple_SET_ITEM(key, 3, data);
     return key;
+}
+
+PyObject *
+sel_register_key(sel_object *s, PyObject *fileobj, PyObject *events,
+                 PyObject *data, long *cfd, int *mask)
+{
+    *mask = check_events(events);
+    if (*mask < 0) {
+        return NULL;
+    }
+    PyObject *fd = lookup_unregistered(s, fileobj, cfd);
+    if (fd == NULL) {
+        return NULL;
+    }
+    PyObject *key = sel_new_key(s->st, fileobj, fd, events, data);
+    Py_DECREF(fd);
+    return key;
+}
+
+PyObject *
+sel_replace_key(sel_object *s, long cfd, PyObject *key, PyObject *events,
+                PyObject *data)
+{
+    PyObject *result = sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
+                                   PyTuple_GET_ITEM(key, 1), events, data);
+    if (result == NULL) {
+        return NULL;
+    }
+    sel_slot *sl = slot_find(s, cfd);
+    if (sl != NULL && slot_key(sl) == key) {
+        Py_INCREF(result);
+        slot_set_key(sl, result);
+    }
+    return result;
 }
 
 /* The stdlib's parameterless methods are Python functions: their texts for

@@ -6,11 +6,18 @@
 #include <limits.h>
 #include <string.h>
 
+/* epoll and kqueue: the select-module type is _selector_cls */
+static PyObject *
+type_ref(PyTypeObject *tp)
+{
+    Py_XINCREF(tp);
+    return (PyObject *)tp;
+}
+
 static PyObject *
 epoll_cls(PyObject *Py_UNUSED(module), fs_state *st)
 {
-    Py_XINCREF(st->epoll_type);
-    return (PyObject *)st->epoll_type;
+    return type_ref(st->epoll_type);
 }
 
 static int
@@ -22,8 +29,7 @@ epoll_native(PyObject *cls, PyObject *Py_UNUSED(module), fs_state *st)
 static PyObject *
 kqueue_cls(PyObject *Py_UNUSED(module), fs_state *st)
 {
-    Py_XINCREF(st->kqueue_type);
-    return (PyObject *)st->kqueue_type;
+    return type_ref(st->kqueue_type);
 }
 
 static int

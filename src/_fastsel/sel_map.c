@@ -38,12 +38,10 @@ map_lookup(map_object *m, PyObject *fileobj, PyObject *dflt)
 {
     sel_object *s = m->sel;
     long cfd;
-    PyObject *fd = sel_lookup(s, fileobj, &cfd);
-    if (fd == NULL) {
+    sel_slot *sl;
+    if (sel_find_slot(s, fileobj, &cfd, &sl) < 0) {
         return NULL;
     }
-    Py_DECREF(fd);
-    sel_slot *sl = cfd >= 0 ? slot_find(s, cfd) : NULL;
     if (sl == NULL) {
         if (dflt == NULL) {
             return sel_err_not_registered(fileobj);

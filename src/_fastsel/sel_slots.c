@@ -9,7 +9,8 @@
 int sel_direct_max = 1 << 20;
 #endif
 
-sel_slot *
+/* A free slot for fd, growing the tables; NULL with MemoryError. */
+static sel_slot *
 slot_make(sel_object *s, int fd)
 {
     assert(fd >= 0 && slot_find(s, fd) == NULL);
@@ -67,7 +68,7 @@ slot_linked(sel_object *s, int32_t fd)
     return sl;
 }
 
-void
+static void
 slot_link(sel_object *s, int fd, sel_slot *sl)
 {
     assert(sl->obj != 0 && slot_find(s, fd) == sl);
@@ -88,6 +89,22 @@ slot_link(sel_object *s, int fd, sel_slot *sl)
         s->nbool[1] += (sl->events & FS_WRITE) != 0;
     }
     SEL_CHECK(s);
+}
+
+sel_slot *
+slot_store(sel_object *s, int fd, PyObject *key, int events, int boolfd)
+{
+    sel_slot *sl = slot_make(s, fd);
+    if (sl == NULL) {
+        return NULL;
+    }
+    Py_INCREF(key);
+    sl->obj = (uintptr_t)key;
+    sl->gen = ++s->next_gen;
+    sl->events = (uint8_t)events;
+    sl->boolfd = (uint8_t)boolfd;
+    slot_link(s, fd, sl);
+    return sl;
 }
 
 PyObject *

@@ -217,10 +217,10 @@ make_token(int fd, uint32_t gen)
     return (uint64_t)(uint32_t)fd | ((uint64_t)gen << 32);
 }
 
-/* A free slot for fd, growing the tables; NULL with MemoryError. */
-sel_slot *slot_make(sel_object *s, int fd);
-/* Append fd's filled slot to the registration order. */
-void slot_link(sel_object *s, int fd, sel_slot *sl);
+/* Store a new registration of key for fd (the slot takes a reference) in
+ * registration order; NULL with MemoryError. */
+sel_slot *slot_store(sel_object *s, int fd, PyObject *key, int events,
+                     int boolfd);
 /* Unlink fd's slot and return its key (a new reference to the caller);
  * the cached result is released.  A far slot moves: sl is invalid after. */
 PyObject *slot_take(sel_object *s, int fd, sel_slot *sl);
@@ -248,15 +248,18 @@ int sel_warn_bool_fd(int isbool);
 /* _BaseSelectorImpl._fileobj_lookup: a new reference to the fd object,
  * *cfd the C int fd (-1: beyond C int), or NULL with the stdlib's error. */
 PyObject *sel_lookup(sel_object *s, PyObject *fileobj, long *cfd);
+/* The slot registered for fileobj (*cfd its fd): 0 with *sl (NULL: none),
+ * or -1 with the lookup's exception. */
+int sel_find_slot(sel_object *s, PyObject *fileobj, long *cfd, sel_slot **sl);
 /* The key registered for fileobj (a new reference; *cfd its fd), or NULL
  * with the stdlib's KeyError. */
 PyObject *sel_registered_key(sel_object *s, PyObject *fileobj, long *cfd);
-/* register()'s checks of fileobj: its fd (a new reference) when it is not
- * registered yet, else NULL with the stdlib's error. */
-PyObject *sel_lookup_unregistered(sel_object *s, PyObject *fileobj,
-                                  long *cfd);
-/* register()'s validation of events: the FS_* mask, or -1. */
-int sel_check_events(PyObject *events);
+/* register()'s checks and its new key (*cfd its fd, *mask the FS_* mask
+ * of events): NULL with the stdlib's error when events are invalid or
+ * fileobj is registered already. */
+PyObject *sel_register_key(sel_object *s, PyObject *fileobj,
+                           PyObject *events, PyObject *data, long *cfd,
+                           int *mask);
 /* _PollLikeSelector.modify's unvalidated mask, or -1. */
 int sel_poller_mask(PyObject *events);
 /* Python's `a != b`: 1, 0, or -1 with an exception. */
@@ -264,6 +267,10 @@ int sel_not_equal(PyObject *a, PyObject *b);
 /* A SelectorKey on the stdlib's namedtuple type, or NULL. */
 PyObject *sel_new_key(fs_state *st, PyObject *fileobj, PyObject *fd,
                       PyObject *events, PyObject *data);
+/* A new key for a modify() that changed events or data; stored in fd's
+ * slot if the slot still holds `key` (Python code may have run). */
+PyObject *sel_replace_key(sel_object *s, long cfd, PyObject *key,
+                          PyObject *events, PyObject *data);
 /* A bound Python function's texts for any argument of a parameterless
  * method of the stdlib's: 0, or -1 with TypeError. */
 int sel_no_args(sel_object *s, int meth, const char *name,
