@@ -9,7 +9,9 @@
  *  - Events are in selectors terms: FS_READ == EVENT_READ, FS_WRITE == EVENT_WRITE.
  *  - Every operation but wait() runs with the GIL held and must not call into
  *    Python.  wait() runs with the GIL released and must touch nothing but the
- *    backend's own memory and the output array.
+ *    backend's own memory and the output array.  Where sel_kinds.c sets
+ *    ctl_nogil (epoll, kqueue), add/modify/remove run without the GIL too,
+ *    concurrently with wait() and with each other (no shared scratch).
  *  - Errors are reported as -1 (or NULL) with errno set, never as Python
  *    exceptions; the caller turns errno into the stdlib's exception.
  *  - `token` is opaque to the backend: it is stored at add/modify time and
