@@ -147,7 +147,7 @@ sel_readd_all(sel_object *s)
     }
 }
 
-/* ---- register ------------------------------------------------------------ */
+/* ---- register ----------------------------------------------------------- */
 
 /* Store key for fd and tell the kernel, in the stdlib's order: another
  * thread sees the key while the kernel call runs, and a refusal takes it
@@ -251,7 +251,7 @@ sel_register(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     return sel_do_register(s, a[0], a[1], a[2]);
 }
 
-/* ---- unregister ---------------------------------------------------------- */
+/* ---- unregister --------------------------------------------------------- */
 
 PyObject *
 sel_do_unregister(sel_object *s, PyObject *fileobj)
@@ -310,7 +310,7 @@ sel_unregister(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     return sel_do_unregister(s, a[0]);
 }
 
-/* ---- modify -------------------------------------------------------------- */
+/* ---- modify ------------------------------------------------------------- */
 
 /* Does this instance use our own register/unregister?  (A subclass or an
  * instance attribute may override them; the stdlib's modify() then calls

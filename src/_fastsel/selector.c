@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-/* ---- the backend's life cycle -------------------------------------------- */
+/* ---- the backend's life cycle ------------------------------------------- */
 
 /* Made at construction; again on first use in a forked child that had no
  * registrations to carry over. */

@@ -82,7 +82,7 @@ struct sel_kind {
 
 extern const sel_kind sel_kinds[FS_SELECTOR_KINDS];
 
-/* ---- the object ----------------------------------------------------------- */
+/* ---- the object --------------------------------------------------------- */
 
 /* Events per epoll wait; a full batch is followed by non-blocking waits
  * to drain the rest (deduplicated: level-triggered epoll re-queues what it
@@ -334,7 +334,7 @@ PyObject *sel_py_modify(sel_object *s, PyObject *fileobj, PyObject *events,
                         PyObject *data);
 PyObject *sel_py_select(sel_object *s, PyObject *timeout);
 
-/* ---- get_map() (sel_map.c) ------------------------------------------------ */
+/* ---- get_map() (sel_map.c) ---------------------------------------------- */
 
 /* s's mapping, made on first use (a new reference), or NULL. */
 PyObject *sel_map_new(sel_object *s);
