@@ -3,13 +3,15 @@
  *
  * Each mechanism lives in one file (epoll.c, kqueue.c, poll.c, select.c) that
  * implements both its select-module object and one fs_backend_ops table; the
- * selector code (selector.c) only ever talks to a backend through that table.
+ * selector files (sel_*.c) only talk to a backend through that table.
  *
  * Contract:
  *  - Events are in selectors terms: FS_READ == EVENT_READ, FS_WRITE == EVENT_WRITE.
  *  - Every operation but wait() runs with the GIL held and must not call into
  *    Python.  wait() runs with the GIL released and must touch nothing but the
- *    backend's own memory and the output array.
+ *    backend's own memory and the output array.  Where sel_kinds.c sets
+ *    ctl_nogil (epoll, kqueue), add/modify/remove run without the GIL too,
+ *    concurrently with wait() and with each other (no shared scratch).
  *  - Errors are reported as -1 (or NULL) with errno set, never as Python
  *    exceptions; the caller turns errno into the stdlib's exception.
  *  - `token` is opaque to the backend: it is stored at add/modify time and
@@ -26,7 +28,7 @@
  * or a mock overriding it) has no ops table: it drives the object that
  * _selector_cls() made through its Python methods, via fastsel._selectors'
  * drivers, because that object's errors are Python exceptions and its calls
- * must be the stdlib's (selector.c, "a replaced _selector_cls").
+ * must be the stdlib's (sel_driver.c, "a replaced _selector_cls").
  */
 #ifndef FASTSEL_BACKEND_H
 #define FASTSEL_BACKEND_H

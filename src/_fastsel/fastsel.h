@@ -13,6 +13,9 @@
 #include "args.h"               /* argument binding and conversion */
 #include "timeout.h"            /* timeouts, deadlines, the EINTR loop */
 
+/* The selector classes: one row each in sel_kinds.c. */
+#define FS_SELECTOR_KINDS 4
+
 /* Per-module state (PEP 489/573).  Objects keep a borrowed pointer to it:
  * their heap type owns the module, so the state outlives every instance. */
 typedef struct {
@@ -21,10 +24,10 @@ typedef struct {
     PyTypeObject *kqueue_type;      /* NULL unless FS_HAVE_KQUEUE */
     PyTypeObject *kevent_type;
     PyTypeObject *epoll_type;       /* NULL off Linux */
-    /* selector.c */
+    /* selector.c and sel_*.c */
     PyObject *selector_key_type;    /* the stdlib's selectors.SelectorKey */
     PyTypeObject *selector_base_type;
-    PyTypeObject *selector_types[4];    /* Epoll, Poll, Select, Kqueue */
+    PyTypeObject *selector_types[FS_SELECTOR_KINDS];  /* sel_kinds.c */
     PyTypeObject *selmap_base_type;
     PyObject *selmap_type;          /* its Python subclass with Mapping */
     PyTypeObject *selmap_iter_type;

@@ -1,0 +1,135 @@
+/* sel_kinds.c - the selector kind table: one row per class, holding every
+ * way in which the stdlib's EpollSelector, PollSelector, SelectSelector and
+ * KqueueSelector differ.  Adding a selector class is adding a row. */
+#include "selector.h"
+
+#include <limits.h>
+#include <string.h>
+
+/* epoll and kqueue: the select-module type is _selector_cls */
+static PyObject *
+type_ref(PyTypeObject *tp)
+{
+    Py_XINCREF(tp);
+    return (PyObject *)tp;
+}
+
+static PyObject *
+epoll_cls(PyObject *Py_UNUSED(module), fs_state *st)
+{
+    return type_ref(st->epoll_type);
+}
+
+static int
+epoll_native(PyObject *cls, PyObject *Py_UNUSED(module), fs_state *st)
+{
+    return cls == (PyObject *)st->epoll_type;
+}
+
+static PyObject *
+kqueue_cls(PyObject *Py_UNUSED(module), fs_state *st)
+{
+    return type_ref(st->kqueue_type);
+}
+
+static int
+kqueue_native(PyObject *cls, PyObject *Py_UNUSED(module), fs_state *st)
+{
+    return cls == (PyObject *)st->kqueue_type;
+}
+
+static PyObject *
+poll_cls(PyObject *module, fs_state *Py_UNUSED(st))
+{
+    return PyObject_GetAttrString(module, "poll");
+}
+
+/* this module's poll() function, however it was reached */
+static int
+poll_native(PyObject *cls, PyObject *module, fs_state *Py_UNUSED(st))
+{
+    return PyCFunction_Check(cls) && PyCFunction_GET_SELF(cls) == module
+           && strcmp(((PyCFunctionObject *)cls)->m_ml->ml_name, "poll") == 0;
+}
+
+/* kqueue's backend keeps tokens in a table that add/modify grow where a
+ * pointer cannot carry them (kqueue.c, KQB_TOKEN_TABLE): there its
+ * interest changes must keep the GIL, which serialises them with wait()'s
+ * reads of the table. */
+#if UINTPTR_MAX < UINT64_MAX || defined(FS_KQ_TOKEN_TABLE)
+#  define KQ_CTL_NOGIL 0
+#else
+#  define KQ_CTL_NOGIL 1
+#endif
+
+const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
+    {
+        .index = 0,
+        .name = "EpollSelector",
+        .type_name = "fastsel.EpollSelector",
+#ifdef __linux__
+        .ops = &fs_epoll_backend,
+#endif
+        .owner = {"_PollLikeSelector", "_PollLikeSelector", "EpollSelector",
+                  "EpollSelector", "_BaseSelectorImpl", "EpollSelector",
+                  "BaseSelector"},
+        .timeout = sel_epoll_timeout,
+        .modify_poller = 1,
+        .bool_warn_ctl = 1,
+        .batch = SEL_BATCH,
+        .ctl_nogil = 1,
+        .has_fileno = 1,
+        .selector_cls = epoll_cls,
+        .is_native = epoll_native,
+    },
+    {
+        .index = 1,
+        .name = "PollSelector",
+        .type_name = "fastsel.PollSelector",
+        .ops = &fs_poll_backend,
+        .owner = {"_PollLikeSelector", "_PollLikeSelector",
+                  "_PollLikeSelector", "_BaseSelectorImpl",
+                  "_BaseSelectorImpl", "PollSelector", "BaseSelector"},
+        .timeout = sel_poll_timeout,
+        .modify_poller = 1,
+        .bool_warn_ctl = 1,
+        .batch = INT_MAX,
+        .selector_cls = poll_cls,
+        .is_native = poll_native,
+    },
+    {
+        .index = 2,
+        .name = "SelectSelector",
+        .type_name = "fastsel.SelectSelector",
+        .ops = &fs_select_backend,
+        .owner = {"SelectSelector", "_BaseSelectorImpl", "SelectSelector",
+                  "_BaseSelectorImpl", "_BaseSelectorImpl", "SelectSelector",
+                  "BaseSelector"},
+        .timeout = sel_max0_timeout,
+        .timeout_error = sel_select_timeout_error,
+        .negative_timeout = "timeout must be non-negative",
+        .bool_warn_select = 1,
+        .batch = INT_MAX,
+        /* no _selector_cls */
+    },
+    {
+        .index = 3,
+        .name = "KqueueSelector",
+        .type_name = "fastsel.KqueueSelector",
+#ifdef FS_HAVE_KQUEUE
+        .ops = &fs_kqueue_backend,
+#endif
+        .owner = {"KqueueSelector", "_BaseSelectorImpl", "KqueueSelector",
+                  "KqueueSelector", "_BaseSelectorImpl", "KqueueSelector",
+                  "BaseSelector"},
+        .timeout = sel_max0_timeout,
+        .timeout_error = fs_kqueue_timeout_error,
+        .negative_timeout = "timeout must be positive or None",
+        /* kqueue merges a whole ready list per call: no draining */
+        .batch = INT_MAX,
+        .ctl_nogil = KQ_CTL_NOGIL,
+        .has_fileno = 1,
+        .selector_cls = kqueue_cls,
+        .is_native = kqueue_native,
+    },
+};

@@ -1,0 +1,314 @@
+"""The selector core's own guarantees (src/_fastsel/selector.h and sel_*.c):
+interest changes made without the GIL where the stdlib's pollers release it,
+safe against concurrent close()/register()/select(); the epoll drain's
+duplicate check for every fd; PEP 475 retries of huge timeouts.
+
+Tests that read the C core's probes or knobs need a FASTSEL_DEBUG=1 build and
+say so when skipped.  Every test is bounded in time.
+"""
+from __future__ import annotations
+
+import os
+import random
+import selectors as std_selectors
+import signal
+import socket
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import fastsel
+from _helpers import child_env, run_python
+
+pytestmark = pytest.mark.c_impl
+
+R, W = fastsel.EVENT_READ, fastsel.EVENT_WRITE
+
+try:
+    import _fastsel
+    DEBUG = bool(getattr(_fastsel, "_debug", False))
+except ImportError:             # fastsel serves the stdlib here (c_impl skips)
+    _fastsel = None
+    DEBUG = False
+
+needs_debug = pytest.mark.skipif(
+    not DEBUG, reason="needs a FASTSEL_DEBUG=1 build (CI's sanitizer and debug runs)")
+
+# the kinds whose backend makes a kernel call per interest change, and its probe
+KERNEL_CTL = [(name, probe) for name, probe in (("EpollSelector", "epoll_ctl"),
+                                                ("KqueueSelector", "kevent"))
+              if hasattr(fastsel, name)]
+KINDS = [k for k in ("EpollSelector", "PollSelector", "SelectSelector",
+                     "KqueueSelector") if hasattr(fastsel, k)]
+
+
+@pytest.fixture
+def socks():
+    """socketpair() maker; every socket is closed afterwards."""
+    made = []
+
+    def make():
+        a, b = socket.socketpair()
+        made.extend((a, b))
+        return a, b
+    yield make
+    for s in made:
+        s.close()
+
+
+# ---- 1. interest changes without the GIL ---------------------------------------
+
+@needs_debug
+@pytest.mark.parametrize("name,probe", KERNEL_CTL)
+def test_interest_changes_release_the_gil(name, probe, socks):
+    """register/modify/unregister reach the kernel without the GIL, as
+    select.epoll's (and select.kqueue's) methods do."""
+    a, _ = socks()
+    sel = getattr(fastsel, name)()
+    try:
+        before = _fastsel._debug_syscalls()[probe]
+        sel.register(a, R)
+        sel.modify(a, R | W)
+        sel.unregister(a)
+        after = _fastsel._debug_syscalls()[probe]
+    finally:
+        sel.close()
+    without_gil, with_gil = (after[0] - before[0], after[1] - before[1])
+    assert with_gil == 0, (before, after)
+    assert without_gil >= 3, (before, after)
+
+
+@needs_debug
+def test_poll_and_select_keep_the_gil(socks):
+    """Their interest changes touch only the fd table: no kernel call at all."""
+    a, _ = socks()
+    for name in ("PollSelector", "SelectSelector"):
+        before = _fastsel._debug_syscalls()
+        sel = getattr(fastsel, name)()
+        sel.register(a, R)
+        sel.modify(a, W)
+        sel.unregister(a)
+        sel.close()
+        assert _fastsel._debug_syscalls() == before, name
+
+
+def _check_consistent(sel, socks_by_fd):
+    """The key table and the kernel agree: the map lists each key once, and a
+    select(0) reports exactly the registered fds (all readable and writable)
+    with their keys' events; after unregistering everything, each fd can be
+    registered again (no kernel leftover)."""
+    keys = list(sel.get_map().values())
+    fds = [k.fd for k in keys]
+    assert len(fds) == len(set(fds)) == len(sel.get_map())
+    for k in keys:
+        assert sel.get_key(k.fileobj) is k
+    got = {k.fd: ev for k, ev in sel.select(0)}
+    assert got == {k.fd: k.events for k in keys}
+    for k in keys:
+        sel.unregister(k.fileobj)
+    assert len(sel.get_map()) == 0 and sel.select(0) == []
+    for fd, s in socks_by_fd.items():
+        sel.register(s, R)
+    assert {k.fd for k, ev in sel.select(0)} == set(socks_by_fd)
+
+
+@pytest.mark.parametrize("name", [n for n, _ in KERNEL_CTL])
+def test_concurrent_register_unregister_select_close(name, socks):
+    """Threads register/modify/unregister/select on one selector while it is
+    closed under them: no crash, stdlib exceptions only, and a consistent
+    table and kernel afterwards."""
+    pairs = [socks() for _ in range(12)]
+    for a, b in pairs:
+        b.send(b"x")                       # every `a` readable (and writable)
+    by_fd = {a.fileno(): a for a, _ in pairs}
+    expected = (KeyError, RuntimeError, OSError, ValueError)
+    errors = []
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        deadline = time.monotonic() + 2.0
+        rounds = 0
+        while time.monotonic() < deadline:
+            rounds += 1
+            sel = getattr(fastsel, name)()
+            stop = threading.Event()
+
+            def churn(seed):
+                rnd = random.Random(seed)
+                while not stop.is_set():
+                    a = rnd.choice(pairs)[0]
+                    op = rnd.randrange(4)
+                    try:
+                        if op == 0:
+                            sel.register(a, rnd.choice((R, W, R | W)), seed)
+                        elif op == 1:
+                            sel.unregister(a)
+                        elif op == 2:
+                            sel.modify(a, rnd.choice((R, W, R | W)))
+                        else:
+                            sel.select(0)
+                    except expected:
+                        pass
+                    except BaseException as exc:     # pragma: no cover - the failure
+                        errors.append(exc)
+                        return
+
+            threads = [threading.Thread(target=churn, args=(rounds * 10 + i,))
+                       for i in range(4)]
+            for t in threads:
+                t.start()
+            time.sleep(0.05)
+            if rounds % 2:
+                sel.close()                 # under the threads' feet
+                time.sleep(0.01)
+            stop.set()
+            for t in threads:
+                t.join(10)
+                assert not t.is_alive()
+            if not rounds % 2:
+                _check_consistent(sel, by_fd)
+            sel.close()
+            with pytest.raises(RuntimeError, match="Selector is closed"):
+                sel.register(pairs[0][0], R)
+    finally:
+        sys.setswitchinterval(old_interval)
+    assert not errors, errors
+    assert rounds >= 2
+
+
+# ---- 2. the drain's duplicate check ---------------------------------------------
+
+DRAIN_SCRIPT = textwrap.dedent("""
+    import os, resource, socket, sys
+    import fastsel
+    n = int(sys.argv[1])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 64), hard))
+    a, b = socket.socketpair()
+    b.send(b"x")                            # a (and every dup of it) readable
+    fds = [os.dup(a.fileno()) for _ in range(n)]
+    sel = fastsel.EpollSelector()
+    for fd in fds:
+        sel.register(fd, fastsel.EVENT_READ)
+    for _ in range(3):
+        got = [k.fd for k, ev in sel.select(0)]
+        assert len(got) == len(set(got)), ("repeated", len(got) - len(set(got)))
+        assert sorted(got) == sorted(fds), (len(got), len(fds))
+    print("ok", len(got))
+""")
+
+
+@pytest.mark.skipif(not hasattr(fastsel, "EpollSelector"), reason="epoll is Linux's")
+@pytest.mark.parametrize("far", [
+    pytest.param(False, id="direct"),
+    pytest.param(True, id="far", marks=needs_debug),
+])
+def test_drain_reports_each_fd_once(far):
+    """More ready fds than one epoll batch (1024): select() drains the rest
+    and reports each fd once, also fds in the far list (>= 1 << 20, which no
+    fd here can reach: a debug build lowers the threshold to 64)."""
+    import resource
+    n = 1100
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < n + 64:
+        pytest.fail(f"RLIMIT_NOFILE hard limit below {n + 64}: cannot open the fds")
+    env = None
+    if far:
+        env = child_env(FASTSEL_DEBUG_DIRECT_MAX="64")
+    proc = run_python(["-c", DRAIN_SCRIPT, str(n)], timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["ok", str(n)]
+
+
+# ---- 4. huge timeouts ---------------------------------------------------------------
+
+# The largest timeout each class takes (epoll's and poll's: a C int of ms).
+HUGE = [9223372036, 2147483]
+
+
+def _huge_timeout(name, sock):
+    """The largest of HUGE that the stdlib's class accepts, with sock ready."""
+    std = getattr(std_selectors, name, None)
+    if std is None:
+        return HUGE[-1]
+    for t in HUGE:
+        s = std()
+        try:
+            s.register(sock, W)
+            s.select(t)
+            return t
+        except OverflowError:
+            continue
+        finally:
+            s.close()
+    pytest.fail(f"{name}: no huge timeout accepted")
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_huge_timeout_with_a_ready_fd_returns_at_once(name, socks):
+    a, _ = socks()
+    t = _huge_timeout(name, a)
+    sel = getattr(fastsel, name)()
+    try:
+        sel.register(a, W)
+        t0 = time.monotonic()
+        assert [(k.fileobj, ev) for k, ev in sel.select(t)] == [(a, W)]
+        assert time.monotonic() - t0 < 5
+    finally:
+        sel.close()
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="POSIX interval timers")
+@pytest.mark.parametrize("name", KINDS)
+def test_signal_during_huge_timeout_keeps_waiting(name, socks):
+    """After a handler that does not raise, the wait goes on (PEP 475) with
+    what is left of a timeout of centuries: no wrapped deadline that ends
+    it early with []."""
+    a, b = socks()
+    t = _huge_timeout(name, a)
+    sel = getattr(fastsel, name)()
+    calls = []
+
+    def handler(signum, frame):
+        calls.append(signum)
+        if len(calls) == 2:
+            b.send(b"x")                    # the second signal makes a ready
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        sel.register(a, R)
+        signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
+        t0 = time.monotonic()
+        result = sel.select(t)
+        dt = time.monotonic() - t0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        sel.close()
+    assert [(k.fileobj, ev) for k, ev in result] == [(a, R)]
+    assert len(calls) >= 2 and dt < 30, (calls, dt)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="POSIX interval timers")
+@pytest.mark.parametrize("name", KINDS)
+def test_handler_that_closes_ends_the_wait(name, socks):
+    """fastsel's rule for a select() whose selector a signal handler closed:
+    the wait ends with [] (its keys are gone) instead of waiting on a freed
+    backend."""
+    a, _ = socks()
+    sel = getattr(fastsel, name)()
+    sel.register(a, R)
+    old = signal.signal(signal.SIGALRM, lambda *args: sel.close())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        t0 = time.monotonic()
+        assert sel.select(None) == []
+        assert time.monotonic() - t0 < 30
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    with pytest.raises(RuntimeError, match="Selector is closed"):
+        sel.select(0)
