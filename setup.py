@@ -1,4 +1,4 @@
-"""Build script: the _fastsel C extension where it is the better choice.
+"""Build script: the C extension fastsel._fastsel where it is the better choice.
 
 Where the extension is built is decided by fastsel/_impl.py (the same rule
 ``import fastsel`` applies): CPython on Linux, macOS or BSD.  Everywhere else
@@ -92,7 +92,7 @@ def extension():
         link["libraries"] = ["kqueue"]
         macros.append(("FASTSEL_KQUEUE_COMPAT", "1"))
     return Extension(
-        "_fastsel",
+        "fastsel._fastsel",
         sources=_sources("*.c"),
         depends=_sources("*.h"),
         include_dirs=include_dirs,

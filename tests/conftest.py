@@ -81,9 +81,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     lines = [f"python {sys.version.split()[0]} ({sys.implementation.name}): {sys.executable}",
              f"fastsel: {fastsel.__file__}, implementation {fastsel.implementation!r}"]
-    ext = sys.modules.get("_fastsel")
+    ext = sys.modules.get("fastsel._fastsel")
     if ext is not None:
-        lines.append(f"_fastsel: {ext.__file__}")
+        lines.append(f"fastsel._fastsel: {ext.__file__}")
     return lines
 
 
@@ -99,13 +99,12 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     pkg = os.path.dirname(os.path.realpath(fastsel.__file__))
     repo = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-    ext = sys.modules.get("_fastsel")
+    ext = sys.modules.get("fastsel._fastsel")
     ext_dir = os.path.dirname(os.path.realpath(ext.__file__)) if ext is not None else None
-    if pkg == os.path.join(repo, "fastsel") or (ext_dir is not None
-                                                  and ext_dir != os.path.dirname(pkg)):
+    if pkg == os.path.join(repo, "fastsel") or (ext_dir is not None and ext_dir != pkg):
         raise pytest.UsageError(
             f"fastsel must be the installed package: fastsel from {pkg}, "
-            f"_fastsel from {ext_dir}")
+            f"fastsel._fastsel from {ext_dir}")
 
 
 def c_impl_skip_reason() -> str:

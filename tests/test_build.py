@@ -54,7 +54,7 @@ def build(where, **switches: str) -> tuple:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     output = proc.stdout + proc.stderr
     compiles = [line for line in output.splitlines() if " -c src/_fastsel/" in line]
-    built = glob.glob(os.path.join(str(where), "out", "_fastsel*"))
+    built = glob.glob(os.path.join(str(where), "out", "fastsel", "_fastsel*"))
     assert len(built) == 1, built
     with open(built[0], "rb") as f:
         return compiles, f.read(), output

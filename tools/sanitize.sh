@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build _fastsel with AddressSanitizer + UndefinedBehaviorSanitizer and run the
+# Build fastsel._fastsel with AddressSanitizer + UndefinedBehaviorSanitizer and run the
 # whole pytest suite against that build with the sanitizer runtimes preloaded
 # (the interpreter itself is not instrumented, so the runtime must be loaded
 # before anything else).  Fails on a test failure or on any sanitizer report,
@@ -25,15 +25,17 @@ for rt in "$ASAN_RT" "$UBSAN_RT"; do
     [[ -e "$rt" ]] || { echo "sanitize.sh: runtime $rt not found" >&2; exit 2; }
 done
 
-echo "==> building _fastsel with ASan+UBSan ($PYTHON, $VER) into $BUILD"
+echo "==> building fastsel._fastsel with ASan+UBSan ($PYTHON, $VER) into $BUILD"
 rm -rf "$BUILD"
 mkdir -p "$BUILD/t" "$LOGS"
-FASTSEL_SANITIZE=1 FASTSEL_WERROR=1 "$PYTHON" setup.py -q build_ext \
-    -b "$BUILD" -t "$BUILD/t" >"$BUILD/build.log" 2>&1 \
+# The whole package (build, not build_ext): the extension lives inside it,
+# so $BUILD/fastsel must be a complete package to shadow an installed one.
+FASTSEL_SANITIZE=1 FASTSEL_WERROR=1 "$PYTHON" setup.py -q build \
+    --build-lib "$BUILD" --build-temp "$BUILD/t" >"$BUILD/build.log" 2>&1 \
     || { cat "$BUILD/build.log" >&2; exit 2; }
 # The extension must really be instrumented.
 # (no grep -q: with pipefail, nm's SIGPIPE would fail the check)
-nm -D "$BUILD"/_fastsel*.so | grep __asan_ >/dev/null \
+nm -D "$BUILD"/fastsel/_fastsel*.so | grep __asan_ >/dev/null \
     || { echo "sanitize.sh: $BUILD has no ASan symbols" >&2; exit 2; }
 
 if [[ $# -eq 0 ]]; then
