@@ -64,7 +64,10 @@ def _sources(pattern):
 
 
 def extension():
-    cflags = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
+    # -fvisibility=hidden: the module exports PyInit__fastsel alone (marked
+    # visible by PyMODINIT_FUNC); the internal fs_* symbols stay inside it
+    cflags = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
+              "-fvisibility=hidden"]
     macros = []
     if _flag("FASTSEL_WERROR"):
         cflags.append("-Werror")
