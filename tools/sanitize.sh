@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build fastsel._fastsel with AddressSanitizer + UndefinedBehaviorSanitizer and run the
+# Build fastsel._fastsel with AddressSanitizer + UndefinedBehaviorSanitizer, as a
+# FASTSEL_DEBUG=1 build (C asserts on, and the debug-only entry points that the
+# debug_build tests drive, e.g. tests/test_backends.py), and run the
 # whole pytest suite against that build with the sanitizer runtimes preloaded
 # (the interpreter itself is not instrumented, so the runtime must be loaded
 # before anything else).  Fails on a test failure or on any sanitizer report,
@@ -30,13 +32,16 @@ rm -rf "$BUILD"
 mkdir -p "$BUILD/t" "$LOGS"
 # The whole package (build, not build_ext): the extension lives inside it,
 # so $BUILD/fastsel must be a complete package to shadow an installed one.
-FASTSEL_SANITIZE=1 FASTSEL_WERROR=1 "$PYTHON" setup.py -q build \
+FASTSEL_SANITIZE=1 FASTSEL_DEBUG=1 FASTSEL_WERROR=1 "$PYTHON" setup.py -q build \
     --build-lib "$BUILD" --build-temp "$BUILD/t" >"$BUILD/build.log" 2>&1 \
     || { cat "$BUILD/build.log" >&2; exit 2; }
 # The extension must really be instrumented.
 # (no grep -q: with pipefail, nm's SIGPIPE would fail the check)
 nm -D "$BUILD"/fastsel/_fastsel*.so | grep __asan_ >/dev/null \
     || { echo "sanitize.sh: $BUILD has no ASan symbols" >&2; exit 2; }
+# ... and be the debug build (its tests would skip in a release build).
+grep -a _debug_backend "$BUILD"/fastsel/_fastsel*.so >/dev/null \
+    || { echo "sanitize.sh: $BUILD was not built with FASTSEL_DEBUG=1" >&2; exit 2; }
 
 if [[ $# -eq 0 ]]; then
     set -- tests
@@ -50,6 +55,20 @@ echo "==> pytest $* (sanitizers preloaded; reports in $LOGS)"
 # 2**31-1) in the stdlib too) fails with NULL -> MemoryError, as with glibc.
 # tests/test_leaks.py runs its loops short and without judging memory growth
 # (ASan's quarantine holds freed memory): the loops still run every path.
+# pytest runs in $BUILD: the working directory comes first on sys.path (of
+# python -m pytest and of every `python -c` child a test starts), and the
+# checkout's fastsel/ has no extension in it; $BUILD/fastsel is the build.
+# Paths among the arguments are the checkout's, made absolute.
+args=()
+for a in "$@"; do
+    case "$a" in
+        --ignore=*|--deselect=*)
+            p="${a#*=}"; [[ "$p" == /* ]] || p="$ROOT/$p"; args+=("${a%%=*}=$p") ;;
+        -*) args+=("$a") ;;
+        *) if [[ "$a" != /* && -e "$ROOT/${a%%::*}" ]]; then args+=("$ROOT/$a"); else args+=("$a"); fi ;;
+    esac
+done
+cd "$BUILD"
 rc=0
 env LD_PRELOAD="$ASAN_RT $UBSAN_RT${LD_PRELOAD:+ $LD_PRELOAD}" \
     ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:allocator_may_return_null=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:log_path=$LOGS/asan" \
@@ -58,7 +77,7 @@ env LD_PRELOAD="$ASAN_RT $UBSAN_RT${LD_PRELOAD:+ $LD_PRELOAD}" \
     FASTSEL_LEAK_N="${FASTSEL_LEAK_N:-2000}" FASTSEL_LEAK_METERS=0 \
     PYTHONFAULTHANDLER=1 \
     PYTHONPATH="$BUILD${PYTHONPATH:+:$PYTHONPATH}" \
-    timeout "$TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider "$@" || rc=$?
+    timeout "$TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider --rootdir "$ROOT" "${args[@]}" || rc=$?
 
 reports=("$LOGS"/*)
 if [[ -e "${reports[0]}" ]]; then

@@ -110,8 +110,8 @@ debug_backend_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyObject *names = debug_backend_names();
         if (names != NULL) {
             PyErr_Format(PyExc_ValueError,
-                         "no backend %R in this build (it has %R)",
-                         PyTuple_GET_ITEM(args, 0), names);
+                         "no backend '%s' in this build (it has %R)", name,
+                         names);
             Py_DECREF(names);
         }
         return NULL;
