@@ -1,4 +1,4 @@
-"""Build script: the _fastsel C extension where it is the better choice.
+"""Build script: the C extension fastsel._fastsel where it is the better choice.
 
 Where the extension is built is decided by fastsel/_impl.py (the same rule
 ``import fastsel`` applies): CPython on Linux, macOS or BSD.  Everywhere else
@@ -64,7 +64,10 @@ def _sources(pattern):
 
 
 def extension():
-    cflags = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
+    # -fvisibility=hidden: the module exports PyInit__fastsel alone (marked
+    # visible by PyMODINIT_FUNC); the internal fs_* symbols stay inside it
+    cflags = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
+              "-fvisibility=hidden"]
     macros = []
     if _flag("FASTSEL_WERROR"):
         cflags.append("-Werror")
@@ -92,7 +95,7 @@ def extension():
         link["libraries"] = ["kqueue"]
         macros.append(("FASTSEL_KQUEUE_COMPAT", "1"))
     return Extension(
-        "_fastsel",
+        "fastsel._fastsel",
         sources=_sources("*.c"),
         depends=_sources("*.h"),
         include_dirs=include_dirs,

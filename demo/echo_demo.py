@@ -37,7 +37,7 @@ def load_impl(name: str) -> Any:
 def describe(impl: Any) -> str:
     fn = impl.select
     if impl.__name__ == "fastsel":
-        ext = sys.modules.get("_fastsel")
+        ext = sys.modules.get("fastsel._fastsel")
         where = (f"C extension {ext.__file__}" if impl.implementation == "c"
                  else "the platform's own select module: no C extension here")
         return (f"fastsel {impl.__version__} (select() is {fn.__module__}.{fn.__name__}, "

@@ -4,7 +4,7 @@
 this one namespace carries the public names of both stdlib modules.
 
 ``implementation`` says what serves them: ``"c"``, the C extension
-``_fastsel`` (CPython on Linux, macOS, BSD), or ``"stdlib"``, the platform's
+``fastsel._fastsel`` (CPython on Linux, macOS, BSD), or ``"stdlib"``, the platform's
 own ``select``/``selectors`` objects themselves, where the C extension would
 not be faster or does not exist (PyPy, Windows, ...; see fastsel/_impl.py
 and docs/platforms.md).
@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 implementation = _chosen()
 
 if implementation == "c":
-    from _fastsel import *  # noqa: F401,F403
-    from _fastsel import error  # noqa: F401
+    from fastsel._fastsel import *  # noqa: F401,F403
+    from fastsel._fastsel import error  # noqa: F401
     from fastsel._selectors import *  # noqa: F401,F403  (selectors' names)
 else:
     import selectors as _std_selectors

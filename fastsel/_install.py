@@ -62,7 +62,7 @@ _patches: list[tuple[Any, str, Any]] = []
 _counterparts: dict[int, tuple[Any, Any]] = {}
 
 
-def _fastsel() -> Any:
+def _package() -> Any:
     return sys.modules[__name__.rpartition(".")[0]]
 
 
@@ -104,7 +104,7 @@ def _cover_children() -> None:
     global _children
     # Where the C extension is not in use fastsel serves the stdlib's own
     # objects; starting every child through the hook would buy nothing.
-    if getattr(_fastsel(), "implementation", "c") != "c":
+    if getattr(_package(), "implementation", "c") != "c":
         return
     os.environ[ENV_VAR] = "1"
     _children = True
@@ -117,7 +117,7 @@ def _patch_stdlib() -> None:
     import select as std_select
     import selectors as std_selectors
 
-    fast = _fastsel()
+    fast = _package()
     # Classes and functions fastsel has that can stand in for the stdlib's.
     for module in (std_select, std_selectors):
         for name in _public_names(module):
@@ -181,4 +181,4 @@ def new_event_loop() -> Any:
     """
     import asyncio
 
-    return asyncio.SelectorEventLoop(_fastsel().DefaultSelector())
+    return asyncio.SelectorEventLoop(_package().DefaultSelector())

@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-import _fastsel  # type: ignore  # the C extension
+from fastsel import _fastsel  # type: ignore  # the C extension
 
 EVENT_READ = _std.EVENT_READ
 EVENT_WRITE = _std.EVENT_WRITE

@@ -1,9 +1,9 @@
 """Shared test helpers; first, for tests that run Python code in a child process.
 
-The child must import the same ``fastsel``/``_fastsel`` as the test process
-(the installed package under ``make test``, a build dir plus the source tree
-in development), whatever its working directory: ``child_env()`` puts their
-directories first on ``PYTHONPATH``.
+The child must import the same ``fastsel`` (and so the same C extension,
+``fastsel._fastsel`` inside it) as the test process (the installed package
+under ``make test``, a build dir in development), whatever its working
+directory: ``child_env()`` puts its directory first on ``PYTHONPATH``.
 """
 from __future__ import annotations
 
@@ -21,9 +21,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def child_env(**extra: str) -> dict:
     paths = [os.path.dirname(os.path.dirname(os.path.abspath(fastsel.__file__)))]
-    ext = sys.modules.get("_fastsel")       # absent where fastsel serves the stdlib
-    if ext is not None:
-        paths.append(os.path.dirname(os.path.abspath(ext.__file__)))
     old = os.environ.get("PYTHONPATH")
     if old:
         paths.append(old)

@@ -147,9 +147,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     lines = [f"python {sys.version.split()[0]} ({sys.implementation.name}): {sys.executable}",
              f"fastsel: {fastsel.__file__}, implementation {fastsel.implementation!r}"]
-    ext = sys.modules.get("_fastsel")
+    ext = sys.modules.get("fastsel._fastsel")
     if ext is not None:
-        lines.append(f"_fastsel: {ext.__file__}")
+        lines.append(f"fastsel._fastsel: {ext.__file__}")
     return lines
 
 
@@ -161,17 +161,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "c_impl: the test is about fastsel's C implementation (its deliberate "
         "differences, C internals); skipped where fastsel serves the stdlib")
+    config.addinivalue_line(
+        "markers", "debug_build: the test drives the debug-only entry points of a "
+        "FASTSEL_DEBUG=1 build (_fastsel._debug_backend, ...); skipped in a release build")
     if os.environ.get("FASTSEL_REQUIRE_INSTALLED") != "1":
         return
     pkg = os.path.dirname(os.path.realpath(fastsel.__file__))
     repo = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-    ext = sys.modules.get("_fastsel")
+    ext = sys.modules.get("fastsel._fastsel")
     ext_dir = os.path.dirname(os.path.realpath(ext.__file__)) if ext is not None else None
-    if pkg == os.path.join(repo, "fastsel") or (ext_dir is not None
-                                                  and ext_dir != os.path.dirname(pkg)):
+    if pkg == os.path.join(repo, "fastsel") or (ext_dir is not None and ext_dir != pkg):
         raise pytest.UsageError(
             f"fastsel must be the installed package: fastsel from {pkg}, "
-            f"_fastsel from {ext_dir}")
+            f"fastsel._fastsel from {ext_dir}")
 
 
 def c_impl_skip_reason() -> str:
@@ -194,11 +196,25 @@ def skip_module_unless_c_impl() -> None:
         pytest.skip(reason, allow_module_level=True)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+def debug_build_skip_reason() -> str:
+    """Why tests marked ``debug_build`` do not apply here ("" where they do)."""
     reason = c_impl_skip_reason()
-    if not reason:
-        return
-    skip = pytest.mark.skip(reason=reason)
-    for item in items:
-        if item.get_closest_marker("c_impl") is not None:
-            item.add_marker(skip)
+    if reason:
+        return reason
+    from fastsel import _fastsel
+    if _fastsel._debug:
+        return ""
+    return ("needs a FASTSEL_DEBUG=1 build (its debug-only entry points); CI runs these in "
+            "the sanitizer run (tools/sanitize.sh), the kqueue job and the -dbg interpreter "
+            "jobs of .ci/matrix, see docs/reliability.md")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    for marker, reason in (("c_impl", c_impl_skip_reason()),
+                           ("debug_build", debug_build_skip_reason())):
+        if not reason:
+            continue
+        skip = pytest.mark.skip(reason=reason)
+        for item in items:
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(skip)

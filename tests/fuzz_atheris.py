@@ -127,7 +127,7 @@ def norm(r):
         return sorted((norm(x) for x in r), key=repr)
     if isinstance(r, tuple):
         return tuple(norm(x) for x in r)
-    if type(r).__module__ in ("select", "selectors", "_fastsel", "fastsel"):
+    if type(r).__module__ in ("select", "selectors", "fastsel._fastsel", "fastsel"):
         return type(r).__name__
     return r
 

@@ -6,7 +6,7 @@ the ``fastsel-autoinstall.pth`` start-up hook from site-packages and installs
 fastsel before its program's code.  Each test runs a real program in a real
 process tree and asks every process which implementation served it: the probe
 creates a ``selectors.DefaultSelector()`` and looks at the module of its type
-and of ``select.select`` (fastsel's: ``fastsel`` / ``_fastsel``, the stdlib's:
+and of ``select.select`` (fastsel's: ``fastsel`` / ``fastsel._fastsel``, the stdlib's:
 ``selectors`` / ``select``), so a half-installed process is caught as well.
 
 The hook lives in site-packages, so these tests need fastsel pip-installed for
@@ -116,7 +116,7 @@ PROG = textwrap.dedent('''
 # stdlib's own modules (PyPy, ...) it is a no-op (test_main_module.py).
 pytestmark = pytest.mark.c_impl
 
-FASTSEL, STDLIB = "fastsel/_fastsel", "selectors/select"
+FASTSEL, STDLIB = "fastsel/fastsel._fastsel", "selectors/select"
 START_METHODS = multiprocessing.get_all_start_methods()
 
 
@@ -272,7 +272,7 @@ def test_uninstall_in_a_covered_child(tmp_path) -> None:
 
 # -- the hook itself -----------------------------------------------------------
 
-HOOK_STATE = ("import sys; m = sys.modules; print('fastsel' in m, '_fastsel' in m, "
+HOOK_STATE = ("import sys; m = sys.modules; print('fastsel' in m, 'fastsel._fastsel' in m, "
               "'selectors' in m and m['selectors'].DefaultSelector.__module__)")
 
 

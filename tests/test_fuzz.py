@@ -212,7 +212,7 @@ def norm(value: Any) -> Any:
             return items
     if isinstance(value, tuple):
         return tuple(norm(v) for v in value)
-    if type(value).__module__ in ("select", "selectors", "_fastsel", "fastsel"):
+    if type(value).__module__ in ("select", "selectors", "fastsel._fastsel", "fastsel"):
         return f"<{type(value).__name__}>"          # epoll objects etc.
     return value
 

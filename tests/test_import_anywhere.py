@@ -116,13 +116,12 @@ def test_import_from_thread_and_after_fork() -> None:
 def test_reimport_gives_a_fresh_module() -> None:
     code = textwrap.dedent("""
         import sys, importlib
-        import _fastsel
-        first = _fastsel
-        for name in [n for n in sys.modules if n == "fastsel" or n.startswith("fastsel.")
-                     or n == "_fastsel"]:
+        import fastsel._fastsel
+        first = fastsel._fastsel
+        for name in [n for n in sys.modules if n == "fastsel" or n.startswith("fastsel.")]:
             del sys.modules[name]
-        import _fastsel as second
-        assert second is not first
+        import fastsel._fastsel as second
+        assert second is not first and "_fastsel" not in sys.modules
         exec(SMOKE)
         import gc; del first; gc.collect()
         exec(SMOKE)
@@ -192,7 +191,7 @@ STDLIB_SURFACE = textwrap.dedent("""
     import fastsel
     from fastsel import _install
     assert fastsel.implementation == "stdlib", fastsel.implementation
-    assert "_fastsel" not in sys.modules
+    assert "fastsel._fastsel" not in sys.modules and "_fastsel" not in sys.modules
     # every public name of both modules is the platform's own object
     for name in [n for n in vars(select) if not n.startswith("_")]:
         assert getattr(fastsel, name) is getattr(select, name), name
@@ -226,8 +225,9 @@ def test_implementation_attribute() -> None:
     want = "c" if _impl.c_extension_supported() and not forced else "stdlib"
     assert fastsel.implementation == want
     if want == "c":
-        import _fastsel
+        from fastsel import _fastsel
         assert fastsel.select is _fastsel.select
+        assert _fastsel.__name__ == "fastsel._fastsel"
         assert fastsel.select is not std_select.select
     else:
         assert fastsel.select is std_select.select
@@ -236,12 +236,31 @@ def test_implementation_attribute() -> None:
 
 def test_no_extension_installed_where_the_rule_says_stdlib() -> None:
     """setup.py builds no extension where fastsel serves the stdlib (PyPy,
-    Windows, ...), and builds one where it serves C."""
+    Windows, ...), and builds one where it serves C: ``fastsel._fastsel``,
+    inside the package; no top-level ``_fastsel`` is importable."""
     import importlib.util
 
     from fastsel import _impl
-    found = importlib.util.find_spec("_fastsel") is not None
+    found = importlib.util.find_spec("fastsel._fastsel") is not None
     assert found == _impl.c_extension_supported()
+    assert importlib.util.find_spec("_fastsel") is None
+
+
+def test_installed_files_have_no_top_level_extension() -> None:
+    """The installed distribution's file list (its RECORD): the extension is
+    fastsel/_fastsel*.so where the rule builds one, and nothing named
+    _fastsel sits at the root of site-packages."""
+    import importlib.metadata
+
+    from fastsel import _impl
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(fastsel.__file__)))
+    if parent not in site.getsitepackages():
+        pytest.skip("fastsel is not installed in site-packages (development layout)")
+    files = [str(f) for f in importlib.metadata.files("fastsel") or ()]
+    assert files, "the installed fastsel has no RECORD"
+    assert not [f for f in files if f.startswith("_fastsel")], files
+    ext = [f for f in files if f.startswith("fastsel/_fastsel") and not f.endswith(".pyi")]
+    assert len(ext) == (1 if _impl.c_extension_supported() else 0), ext
 
 
 @pytest.mark.parametrize("impl, platform, want", [

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build _fastsel with AddressSanitizer + UndefinedBehaviorSanitizer and run the
+# Build fastsel._fastsel with AddressSanitizer + UndefinedBehaviorSanitizer, as a
+# FASTSEL_DEBUG=1 build (C asserts on, and the debug-only entry points that the
+# debug_build tests drive, e.g. tests/test_backends.py), and run the
 # whole pytest suite against that build with the sanitizer runtimes preloaded
 # (the interpreter itself is not instrumented, so the runtime must be loaded
 # before anything else).  Fails on a test failure or on any sanitizer report,
@@ -8,7 +10,9 @@
 #   tools/sanitize.sh [pytest args...]        default: the whole tests/ dir
 #
 # Knobs: PYTHON (default python3), SANITIZE_BUILD (build dir, default
-# /tmp/fastsel-asan-<python version>), SANITIZE_TIMEOUT (seconds, default 600).
+# /tmp/fastsel-asan-<python version>), SANITIZE_TIMEOUT (seconds, default 900:
+# the -O0 debug build under ASan took 300-400 s for ~2040 tests on a loaded
+# 2-core machine).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +21,7 @@ PYTHON="${PYTHON:-python3}"
 VER="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 BUILD="${SANITIZE_BUILD:-/tmp/fastsel-asan-$VER}"
 LOGS="$BUILD/reports"
-TIMEOUT="${SANITIZE_TIMEOUT:-600}"
+TIMEOUT="${SANITIZE_TIMEOUT:-900}"
 
 ASAN_RT="$(gcc -print-file-name=libasan.so)"
 UBSAN_RT="$(gcc -print-file-name=libubsan.so)"
@@ -25,16 +29,21 @@ for rt in "$ASAN_RT" "$UBSAN_RT"; do
     [[ -e "$rt" ]] || { echo "sanitize.sh: runtime $rt not found" >&2; exit 2; }
 done
 
-echo "==> building _fastsel with ASan+UBSan ($PYTHON, $VER) into $BUILD"
+echo "==> building fastsel._fastsel with ASan+UBSan ($PYTHON, $VER) into $BUILD"
 rm -rf "$BUILD"
 mkdir -p "$BUILD/t" "$LOGS"
-FASTSEL_SANITIZE=1 FASTSEL_WERROR=1 "$PYTHON" setup.py -q build_ext \
-    -b "$BUILD" -t "$BUILD/t" >"$BUILD/build.log" 2>&1 \
+# The whole package (build, not build_ext): the extension lives inside it,
+# so $BUILD/fastsel must be a complete package to shadow an installed one.
+FASTSEL_SANITIZE=1 FASTSEL_DEBUG=1 FASTSEL_WERROR=1 "$PYTHON" setup.py -q build \
+    --build-lib "$BUILD" --build-temp "$BUILD/t" >"$BUILD/build.log" 2>&1 \
     || { cat "$BUILD/build.log" >&2; exit 2; }
 # The extension must really be instrumented.
 # (no grep -q: with pipefail, nm's SIGPIPE would fail the check)
-nm -D "$BUILD"/_fastsel*.so | grep __asan_ >/dev/null \
+nm -D "$BUILD"/fastsel/_fastsel*.so | grep __asan_ >/dev/null \
     || { echo "sanitize.sh: $BUILD has no ASan symbols" >&2; exit 2; }
+# ... and be the debug build (its tests would skip in a release build).
+grep -a _debug_backend "$BUILD"/fastsel/_fastsel*.so >/dev/null \
+    || { echo "sanitize.sh: $BUILD was not built with FASTSEL_DEBUG=1" >&2; exit 2; }
 
 if [[ $# -eq 0 ]]; then
     set -- tests
@@ -48,6 +57,20 @@ echo "==> pytest $* (sanitizers preloaded; reports in $LOGS)"
 # 2**31-1) in the stdlib too) fails with NULL -> MemoryError, as with glibc.
 # tests/test_leaks.py runs its loops short and without judging memory growth
 # (ASan's quarantine holds freed memory): the loops still run every path.
+# pytest runs in $BUILD: the working directory comes first on sys.path (of
+# python -m pytest and of every `python -c` child a test starts), and the
+# checkout's fastsel/ has no extension in it; $BUILD/fastsel is the build.
+# Paths among the arguments are the checkout's, made absolute.
+args=()
+for a in "$@"; do
+    case "$a" in
+        --ignore=*|--deselect=*)
+            p="${a#*=}"; [[ "$p" == /* ]] || p="$ROOT/$p"; args+=("${a%%=*}=$p") ;;
+        -*) args+=("$a") ;;
+        *) if [[ "$a" != /* && -e "$ROOT/${a%%::*}" ]]; then args+=("$ROOT/$a"); else args+=("$a"); fi ;;
+    esac
+done
+cd "$BUILD"
 rc=0
 env LD_PRELOAD="$ASAN_RT $UBSAN_RT${LD_PRELOAD:+ $LD_PRELOAD}" \
     ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:allocator_may_return_null=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:log_path=$LOGS/asan" \
@@ -56,7 +79,7 @@ env LD_PRELOAD="$ASAN_RT $UBSAN_RT${LD_PRELOAD:+ $LD_PRELOAD}" \
     FASTSEL_LEAK_N="${FASTSEL_LEAK_N:-2000}" FASTSEL_LEAK_METERS=0 \
     PYTHONFAULTHANDLER=1 \
     PYTHONPATH="$BUILD${PYTHONPATH:+:$PYTHONPATH}" \
-    timeout "$TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider "$@" || rc=$?
+    timeout "$TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider --rootdir "$ROOT" "${args[@]}" || rc=$?
 
 reports=("$LOGS"/*)
 if [[ -e "${reports[0]}" ]]; then

@@ -190,14 +190,11 @@ def close_pipes(ps: List[Tuple[int, int]]) -> None:
 
 
 def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """This process's environment for a child Python, with the fastsel (and
-    _fastsel) this process imported first on PYTHONPATH."""
+    """This process's environment for a child Python, with the fastsel this
+    process imported (its C extension inside it) first on PYTHONPATH."""
     import fastsel
     env = dict(os.environ)
     paths = [os.path.dirname(os.path.dirname(os.path.abspath(fastsel.__file__)))]
-    ext_file = getattr(sys.modules.get("_fastsel"), "__file__", None)
-    if ext_file:
-        paths.append(os.path.dirname(os.path.abspath(ext_file)))
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
@@ -302,7 +299,7 @@ def machine_info() -> Dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "python_executable": sys.executable,
         "fastsel_version": getattr(fastsel, "__version__", "?"),
-        "fastsel_extension": getattr(sys.modules.get("_fastsel"), "__file__", None),
+        "fastsel_extension": getattr(sys.modules.get("fastsel._fastsel"), "__file__", None),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     try:

@@ -4,7 +4,11 @@
 
 #ifdef FS_DEBUG
 
+#include "backend.h"
+
+#include <errno.h>
 #include <stdatomic.h>
+#include <string.h>
 
 static const char *const syscall_names[FS_SYS_COUNT] = {
     "epoll_ctl", "epoll_wait", "kevent", "poll", "select",
@@ -23,7 +27,7 @@ fs_debug_syscall(fs_syscall sys)
 
 /* _debug_syscalls() -> {name: (calls without the GIL, calls with it)} */
 static PyObject *
-debug_syscalls(PyObject *module, PyObject *Py_UNUSED(ignored))
+debug_syscalls(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
     PyObject *d = PyDict_New();
     if (d == NULL) {
@@ -43,6 +47,323 @@ debug_syscalls(PyObject *module, PyObject *Py_UNUSED(ignored))
     return d;
 }
 
+/* ---- _debug_backend(name): one backend.h table, driven from Python ------
+ *
+ * Tests reach each backend (epoll, kqueue, poll, select) through its
+ * fs_backend_ops only, as the selector does: errno becomes OSError, wait()
+ * runs without the GIL and returns [(token, events), ...].  A backend whose
+ * ops->modify is NULL says so (has_modify False; modify() raises
+ * NotImplementedError). */
+
+static const fs_backend_ops *const debug_backend_table[] = {
+#ifdef __linux__
+    &fs_epoll_backend,
+#endif
+#ifdef FS_HAVE_KQUEUE
+    &fs_kqueue_backend,
+#endif
+    &fs_poll_backend,
+    &fs_select_backend,
+};
+
+#define DEBUG_NBACKENDS \
+    (sizeof(debug_backend_table) / sizeof(debug_backend_table[0]))
+
+typedef struct {
+    PyObject_HEAD
+    const fs_backend_ops *ops;
+    fs_backend *b;              /* NULL once closed */
+    int waits;                  /* wait() calls under way (GIL released) */
+} debug_backend;
+
+static PyObject *
+debug_backend_names(void)
+{
+    PyObject *names = PyTuple_New((Py_ssize_t)DEBUG_NBACKENDS);
+    for (size_t i = 0; names != NULL && i < DEBUG_NBACKENDS; i++) {
+        PyObject *s = PyUnicode_FromString(debug_backend_table[i]->name);
+        if (s == NULL) {
+            Py_CLEAR(names);
+            break;
+        }
+        PyTuple_SET_ITEM(names, (Py_ssize_t)i, s);
+    }
+    return names;
+}
+
+static PyObject *
+debug_backend_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"name", NULL};
+    const char *name;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s:_debug_backend", kwlist,
+                                     &name)) {
+        return NULL;
+    }
+    const fs_backend_ops *ops = NULL;
+    for (size_t i = 0; i < DEBUG_NBACKENDS; i++) {
+        if (strcmp(debug_backend_table[i]->name, name) == 0) {
+            ops = debug_backend_table[i];
+        }
+    }
+    if (ops == NULL) {
+        PyObject *names = debug_backend_names();
+        if (names != NULL) {
+            PyErr_Format(PyExc_ValueError,
+                         "no backend '%s' in this build (it has %R)", name,
+                         names);
+            Py_DECREF(names);
+        }
+        return NULL;
+    }
+    debug_backend *self = (debug_backend *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->ops = ops;
+    self->b = ops->open();
+    if (self->b == NULL) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+debug_backend_dealloc(PyObject *op)
+{
+    debug_backend *self = (debug_backend *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    if (self->b != NULL) {
+        self->ops->free(self->b);
+    }
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+/* The open backend, or NULL with ValueError once closed. */
+static fs_backend *
+debug_backend_get(debug_backend *self)
+{
+    if (self->b == NULL) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on closed backend");
+    }
+    return self->b;
+}
+
+/* rc < 0: the backend's errno as OSError (its subclasses included). */
+static PyObject *
+debug_backend_result(int rc)
+{
+    if (rc < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+debug_token(PyObject *obj, uint64_t *out)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLong(obj);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static PyObject *
+debug_backend_add(PyObject *op, PyObject *args)
+{
+    debug_backend *self = (debug_backend *)op;
+    int fd, events;
+    PyObject *tok;
+    uint64_t token;
+    if (!PyArg_ParseTuple(args, "iiO:add", &fd, &events, &tok)
+        || debug_token(tok, &token) < 0 || debug_backend_get(self) == NULL) {
+        return NULL;
+    }
+    return debug_backend_result(self->ops->add(self->b, fd, events, token));
+}
+
+static PyObject *
+debug_backend_modify(PyObject *op, PyObject *args)
+{
+    debug_backend *self = (debug_backend *)op;
+    int fd, old_events, events;
+    PyObject *tok;
+    uint64_t token;
+    if (!PyArg_ParseTuple(args, "iiiO:modify", &fd, &old_events, &events,
+                          &tok)
+        || debug_token(tok, &token) < 0 || debug_backend_get(self) == NULL) {
+        return NULL;
+    }
+    if (self->ops->modify == NULL) {
+        PyErr_Format(PyExc_NotImplementedError,
+                     "the %s backend has no modify(): its selector removes "
+                     "and adds", self->ops->name);
+        return NULL;
+    }
+    return debug_backend_result(
+        self->ops->modify(self->b, fd, old_events, events, token));
+}
+
+static PyObject *
+debug_backend_remove(PyObject *op, PyObject *args)
+{
+    debug_backend *self = (debug_backend *)op;
+    int fd, old_events;
+    if (!PyArg_ParseTuple(args, "ii:remove", &fd, &old_events)
+        || debug_backend_get(self) == NULL) {
+        return NULL;
+    }
+    return debug_backend_result(self->ops->remove(self->b, fd, old_events));
+}
+
+static PyObject *
+debug_events_list(const fs_event *out, int n)
+{
+    PyObject *list = PyList_New(n);
+    for (int i = 0; list != NULL && i < n; i++) {
+        PyObject *item = Py_BuildValue("(Ki)", (unsigned long long)out[i].token,
+                                       out[i].events);
+        if (item == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+/* wait(timeout_ns=0, max=64): one ops->wait() without the GIL, no EINTR
+ * retry (InterruptedError, after the signal handlers ran). */
+static PyObject *
+debug_backend_wait(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"timeout_ns", "max", NULL};
+    debug_backend *self = (debug_backend *)op;
+    long long timeout_ns = 0;
+    int max = 64;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|Li:wait", kwlist,
+                                     &timeout_ns, &max)
+        || debug_backend_get(self) == NULL) {
+        return NULL;
+    }
+    if (max < 0) {
+        PyErr_SetString(PyExc_ValueError, "max must be >= 0");
+        return NULL;
+    }
+    /* max == 0 reaches the backend (its EINVAL is tested) */
+    fs_event *out = PyMem_New(fs_event, max > 0 ? max : 1);
+    if (out == NULL) {
+        return PyErr_NoMemory();
+    }
+    fs_backend *b = self->b;
+    int n, saved_errno;
+    self->waits++;              /* close() refuses meanwhile */
+    Py_BEGIN_ALLOW_THREADS
+    n = self->ops->wait(b, (int64_t)timeout_ns, out, max);
+    saved_errno = errno;
+    Py_END_ALLOW_THREADS
+    self->waits--;
+    PyObject *result;
+    if (n < 0) {
+        errno = saved_errno;
+        result = PyErr_SetFromErrno(PyExc_OSError);
+    }
+    else {
+        result = debug_events_list(out, n);
+    }
+    PyMem_Free(out);
+    return result;
+}
+
+static PyObject *
+debug_backend_fileno(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    debug_backend *self = (debug_backend *)op;
+    if (debug_backend_get(self) == NULL) {
+        return NULL;
+    }
+    return PyLong_FromLong(self->ops->fileno(self->b));
+}
+
+static PyObject *
+debug_backend_close(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    debug_backend *self = (debug_backend *)op;
+    if (self->waits > 0) {
+        PyErr_SetString(PyExc_RuntimeError, "close() during wait()");
+        return NULL;
+    }
+    if (self->b != NULL) {
+        self->ops->free(self->b);
+        self->b = NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+debug_backend_get_name(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(((debug_backend *)op)->ops->name);
+}
+
+static PyObject *
+debug_backend_get_has_modify(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(((debug_backend *)op)->ops->modify != NULL);
+}
+
+static PyObject *
+debug_backend_get_closed(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(((debug_backend *)op)->b == NULL);
+}
+
+static PyMethodDef debug_backend_methods[] = {
+    {"add", debug_backend_add, METH_VARARGS,
+     "add(fd, events, token): ops->add"},
+    {"modify", debug_backend_modify, METH_VARARGS,
+     "modify(fd, old_events, events, token): ops->modify"},
+    {"remove", debug_backend_remove, METH_VARARGS,
+     "remove(fd, old_events): ops->remove"},
+    {"wait", (PyCFunction)(void (*)(void))debug_backend_wait,
+     METH_VARARGS | METH_KEYWORDS,
+     "wait(timeout_ns=0, max=64) -> [(token, events), ...]: ops->wait, "
+     "without the GIL"},
+    {"fileno", debug_backend_fileno, METH_NOARGS, "ops->fileno"},
+    {"close", debug_backend_close, METH_NOARGS, "ops->free; idempotent"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef debug_backend_getset[] = {
+    {"name", debug_backend_get_name, NULL, "the ops table's name", NULL},
+    {"has_modify", debug_backend_get_has_modify, NULL,
+     "whether the ops table has modify()", NULL},
+    {"closed", debug_backend_get_closed, NULL, "close() was called", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot debug_backend_slots[] = {
+    {Py_tp_new, debug_backend_new},
+    {Py_tp_dealloc, debug_backend_dealloc},
+    {Py_tp_methods, debug_backend_methods},
+    {Py_tp_getset, debug_backend_getset},
+    {Py_tp_doc, "_debug_backend(name): one backend.h ops table (debug "
+                "builds only)"},
+    {0, NULL},
+};
+
+static PyType_Spec debug_backend_spec = {
+    .name = "fastsel._fastsel._debug_backend",
+    .basicsize = sizeof(debug_backend),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = debug_backend_slots,
+};
+
 static PyMethodDef debug_methods[] = {
     {"_debug_syscalls", debug_syscalls, METH_NOARGS,
      "_debug_syscalls()\n--\n\nKernel calls so far, by GIL state (debug "
@@ -57,6 +378,16 @@ fs_debug_setup(PyObject *module, fs_state *Py_UNUSED(st))
 {
 #ifdef FS_DEBUG
     if (PyModule_AddFunctions(module, debug_methods) < 0) {
+        return -1;
+    }
+    PyObject *type = PyType_FromModuleAndSpec(module, &debug_backend_spec,
+                                              NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    int rc = fs_add_object(module, "_debug_backend", type);
+    Py_DECREF(type);
+    if (rc < 0) {
         return -1;
     }
     return fs_add_object(module, "_debug", Py_True);

@@ -1,4 +1,4 @@
-/* module.c - the _fastsel module: state, multi-phase init, shared constants. */
+/* module.c - the fastsel._fastsel module: state, multi-phase init, shared constants. */
 #include "fastsel.h"
 #include "debug.h"
 #include "fork.h"
@@ -115,7 +115,7 @@ PyDoc_STRVAR(fastsel_doc,
 
 static struct PyModuleDef fastsel_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "_fastsel",
+    .m_name = "fastsel._fastsel",
     .m_doc = fastsel_doc,
     .m_size = sizeof(fs_state),
     .m_slots = fastsel_slots,
