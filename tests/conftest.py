@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import select as std_select
 import selectors as std_selectors
+import signal
 import socket
 import types
 import warnings
@@ -114,6 +115,15 @@ def pairs() -> Iterator[Callable[[], SocketPair]]:
 def pair(pairs: Callable[[], SocketPair]) -> SocketPair:
     """One connected socketpair (a, b), closed after the test."""
     return pairs()
+
+
+@pytest.fixture
+def alarm_handler() -> Iterator[None]:
+    """SIGALRM's handler and ITIMER_REAL are restored after the test."""
+    old = signal.getsignal(signal.SIGALRM)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture

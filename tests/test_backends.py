@@ -56,33 +56,6 @@ def backend(request):
     b.close()
 
 
-@pytest.fixture
-def pipe():
-    r, w = os.pipe()
-    yield r, w
-    for fd in (r, w):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
-
-
-@pytest.fixture
-def alarm_handler():
-    old = signal.getsignal(signal.SIGALRM)
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, old)
-
-
 def waited(backend, timeout_ns=0, max=64):
     """wait()'s events, sorted where the mechanism gives no order."""
     got = backend.wait(timeout_ns, max)

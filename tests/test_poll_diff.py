@@ -537,14 +537,6 @@ def test_gil_released_while_polling(mod, pipe):
     assert progressed > 1000
 
 
-@pytest.fixture
-def alarm_handler():
-    old = signal.getsignal(signal.SIGALRM)
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, old)
-
-
 @pytest.mark.parametrize("mod", BOTH, ids=["stdlib", "fastsel"])
 def test_eintr_retried_with_remaining_time(mod, pipe, alarm_handler):
     calls = []

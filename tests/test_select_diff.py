@@ -430,14 +430,6 @@ needs_setitimer = pytest.mark.skipif(not hasattr(signal, "setitimer"),
                                      reason="needs signal.setitimer")
 
 
-@pytest.fixture
-def alarm_handler():
-    old = signal.getsignal(signal.SIGALRM)
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, old)
-
-
 @needs_setitimer
 @pytest.mark.parametrize("mod", BOTH, ids=["stdlib", "fastsel"])
 def test_eintr_retried_with_remaining_time(mod, pipe, alarm_handler):

@@ -28,14 +28,11 @@ pytestmark = pytest.mark.c_impl
 R, W = fastsel.EVENT_READ, fastsel.EVENT_WRITE
 
 try:
-    import _fastsel
-    DEBUG = bool(getattr(_fastsel, "_debug", False))
+    from fastsel import _fastsel
 except ImportError:             # fastsel serves the stdlib here (c_impl skips)
     _fastsel = None
-    DEBUG = False
 
-needs_debug = pytest.mark.skipif(
-    not DEBUG, reason="needs a FASTSEL_DEBUG=1 build (CI's sanitizer and debug runs)")
+needs_debug = pytest.mark.debug_build
 
 # the kinds whose backend makes a kernel call per interest change, and its probe
 KERNEL_CTL = [(name, probe) for name, probe in (("EpollSelector", "epoll_ctl"),
