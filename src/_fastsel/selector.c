@@ -355,6 +355,10 @@ warn_bool_fd(int isbool)
 static void
 set_errno_error(int err)
 {
+    if (err == FS_ENOMEM) {
+        PyErr_NoMemory();       /* the backend's own memory (backend.h) */
+        return;
+    }
     errno = err;
     PyErr_SetFromErrno(PyExc_OSError);
 }

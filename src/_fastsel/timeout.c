@@ -189,6 +189,10 @@ fs_wait_retry(fs_wait_fn fn, void *ctx, int64_t timeout_ns, int flags,
         if (n >= 0) {
             return n;
         }
+        if (err == FS_ENOMEM) {
+            PyErr_NoMemory();   /* fn's own memory (backend.h) */
+            return -1;
+        }
         if (err != EINTR) {
             errno = err;
             PyErr_SetFromErrno(PyExc_OSError);

@@ -55,7 +55,8 @@ typedef int (*fs_wait_fn)(void *ctx, int64_t timeout_ns);
  * handlers, `stop` (may be NULL) is asked with the GIL held whether to give
  * up at once with no events (a handler closed the object).  Returns fn's
  * count, 0 when the time ran out, or -1 with an exception set (the
- * handler's, or OSError from errno). */
+ * handler's, MemoryError for errno FS_ENOMEM (backend.h), or OSError from
+ * errno). */
 int fs_wait_retry(fs_wait_fn fn, void *ctx, int64_t timeout_ns, int flags,
                   int (*stop)(void *ctx));
 
