@@ -31,22 +31,27 @@ SELECTORS = [n for n in ("SelectSelector", "PollSelector", "EpollSelector",
 _FAILED = object()
 
 
-def exhaust(call: Callable[[], Any], after_failure: Callable[[], None] = lambda: None,
+def exhaust(fn: Callable[..., Any], *args: Any,
+            after_failure: Callable[[], None] = lambda: None,
             limit: int = 3000) -> tuple[Any, int]:
-    """(call()'s result once it succeeds, how many allocations failed first).
+    """(fn(*args) once it succeeds, how many allocations failed first).
 
-    after_failure() runs (memory back) after each MemoryError: the place to
-    check that the object is still consistent."""
+    Only fn, a C function, runs while allocations fail (CPython 3.13.0
+    itself can crash when its bytecode runs into a failed allocation there,
+    with the stdlib's selectors too).  after_failure() runs, memory back,
+    after each MemoryError: the place to check the object's consistency."""
+    nomem, restore = _testcapi.set_nomemory, _testcapi.remove_mem_hooks
     fails = 0
     for start in range(limit):
-        _testcapi.set_nomemory(start, start + 1)
+        nomem(start, start + 1)
         try:
-            result = call()
-        except MemoryError:
-            result = _FAILED
-        finally:
-            _testcapi.remove_mem_hooks()
-        if result is not _FAILED:
+            result = fn(*args)
+        except BaseException as e:
+            restore()
+            if not isinstance(e, MemoryError):
+                raise
+        else:
+            restore()
             return result, fails
         fails += 1
         after_failure()
@@ -93,7 +98,7 @@ def test_register_growth(name, socks):
         for s in ends[8:]:
             def consistent(s=s):
                 assert s not in [k.fileobj for k in sel.get_map().values()]
-            key, _ = exhaust(lambda s=s: sel.register(s, R | W, "x"), consistent)
+            key, _ = exhaust(sel.register, s, R | W, "x", after_failure=consistent)
             assert key.fd == s.fileno() and sel.get_key(s) is key
         assert len(sel.get_map()) == 40
         got = {k.fd: ev for k, ev in sel.select(0)}
@@ -116,16 +121,14 @@ def test_select_buffers(name, socks):
         def consistent():
             assert len(sel.get_map()) in (59, 60)
 
-        got, fails = exhaust(lambda: [(k.data, ev) for k, ev in sel.select(0)],
-                             consistent)
-        assert sorted(got) == want
+        got, fails = exhaust(sel.select, 0, after_failure=consistent)
+        assert sorted((k.data, ev) for k, ev in got) == want
         if name in ("PollSelector", "SelectSelector"):
             assert fails >= 1           # the snapshot (PyMem_Raw) was reached
         # a changed registration: a new snapshot, the same rules
         sel.unregister(ends[0])
-        got, _ = exhaust(lambda: sorted((k.data, ev) for k, ev in sel.select(0)),
-                         consistent)
-        assert got == want[1:]
+        got, _ = exhaust(sel.select, 0, after_failure=consistent)
+        assert sorted((k.data, ev) for k, ev in got) == want[1:]
 
 
 @pytest.mark.parametrize("name", SELECTORS)
@@ -140,7 +143,7 @@ def test_modify(name, socks):
             key = sel.get_map().get(a)
             if key is None:
                 sel.register(a, R, "r")
-        key, _ = exhaust(lambda: sel.modify(a, R | W, "rw"), consistent)
+        key, _ = exhaust(sel.modify, a, R | W, "rw", after_failure=consistent)
         assert (key.events, key.data) == (R | W, "rw")
         assert [(k.data, ev) for k, ev in sel.select(0)] == [("rw", W)]
 
@@ -154,16 +157,16 @@ def test_poll_object(socks):
         p.register(s, std_select.POLLIN)
     for s in ends[8:]:
         # the 9th registration on grows the fd table
-        exhaust(lambda s=s: p.register(s, std_select.POLLIN | std_select.POLLOUT))
+        exhaust(p.register, s, std_select.POLLIN | std_select.POLLOUT)
     ends[0].send(b"x")
     want = sorted([(ends[1].fileno(), std_select.POLLIN)]
                   + [(s.fileno(), std_select.POLLOUT) for s in ends[8:]])
     # the private copy polled, the result list, its tuples and ints
-    got, fails = exhaust(lambda: sorted(p.poll(0)))
-    assert got == want and fails >= 1
+    got, fails = exhaust(p.poll, 0)
+    assert sorted(got) == want and fails >= 1
     p.unregister(ends[8])
-    got, _ = exhaust(lambda: sorted(p.poll(0)))
-    assert got == [w for w in want if w[0] != ends[8].fileno()]
+    got, _ = exhaust(p.poll, 0)
+    assert sorted(got) == [w for w in want if w[0] != ends[8].fileno()]
 
 
 @pytest.mark.skipif(not hasattr(fastsel, "epoll"), reason="no epoll on this platform")
@@ -177,11 +180,11 @@ def test_epoll_object(socks, maxevents):
         for s in ends[0::2]:
             s.send(b"x")
         want = sorted((s.fileno(), std_select.EPOLLIN) for s in ends[1::2])
-        got, fails = exhaust(lambda: sorted(ep.poll(0, maxevents)))
-        assert got == want and fails >= 1
+        got, fails = exhaust(ep.poll, 0, maxevents)
+        assert sorted(got) == want and fails >= 1
         # the result tuples are cached per fd: a second round too
-        got, _ = exhaust(lambda: sorted(ep.poll(0, maxevents)))
-        assert got == want
+        got, _ = exhaust(ep.poll, 0, maxevents)
+        assert sorted(got) == want
 
 
 def test_select_function(socks):
@@ -190,7 +193,7 @@ def test_select_function(socks):
     r = ends[1]
     # more entries than the stack holds: a heap buffer for them
     many = [r] * 300
-    got, fails = exhaust(lambda: fastsel.select(many, [ends[2]], [], 0))
+    got, fails = exhaust(fastsel.select, many, [ends[2]], [], 0)
     assert got == (many, [ends[2]], []) and fails >= 1
 
 
@@ -204,7 +207,7 @@ def test_select_function_high_fd(socks):
     high = os.dup2(a.fileno(), 1100)
     try:
         # an fd past FD_SETSIZE: the bitmaps come from the heap
-        got, fails = exhaust(lambda: fastsel.select([high], [], [], 0))
+        got, fails = exhaust(fastsel.select, [high], [], [], 0)
         assert got == ([high], [], []) and fails >= 1
     finally:
         os.close(high)
@@ -218,7 +221,7 @@ def test_kqueue_object(socks):
         # more than 16 changes and events: heap lists
         changes = [fastsel.kevent(s, fastsel.KQ_FILTER_WRITE, fastsel.KQ_EV_ADD)
                    for s in ends]
-        got, fails = exhaust(lambda: kq.control(changes, 20, 0))
+        got, fails = exhaust(kq.control, changes, 20, 0)
         assert sorted(e.ident for e in got) == sorted(s.fileno() for s in ends)
         assert fails >= 1
     finally:
@@ -236,7 +239,7 @@ def test_fd_table_growth_is_reached(socks):
     p = fastsel.poll()
     for fd in fds[:8]:
         p.register(fd)
-    _, fails = exhaust(lambda: p.register(fds[8]))
+    _, fails = exhaust(p.register, fds[8])
     assert fails >= 1
     assert sorted(fd for fd, _ in p.poll(0)) == sorted(fds[:9])
 
@@ -252,10 +255,10 @@ def test_snapshot_is_reached(name, socks):
         for s in ends[0::2]:
             sel.register(s, R)      # nothing to read: select() gives []
         sel.select(0)
-        _, clean = exhaust(lambda: sel.select(0))
+        _, clean = exhaust(sel.select, 0)
         for old, new in zip(ends[0:10:2], ends[1:10:2]):
             sel.unregister(old)
             sel.register(new, R)
-        got, dirty = exhaust(lambda: sel.select(0))
+        got, dirty = exhaust(sel.select, 0)
         assert got == [] and dirty > clean
         assert len(sel.get_map()) == 10

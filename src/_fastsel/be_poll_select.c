@@ -362,13 +362,7 @@ selectb_snapshot_locked(fs_backend *b)
 static int
 selectb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
 {
-    struct timeval tv, *tvp = NULL;
-    if (timeout_ns >= 0) {
-        int64_t us = fs_ns_divide(timeout_ns, 1000, FS_ROUND_CEILING);
-        tv.tv_sec = (time_t)(us / 1000000);
-        tv.tv_usec = (suseconds_t)(us % 1000000);
-        tvp = &tv;
-    }
+    struct timeval tv, *tvp = fs_timeval(timeout_ns, &tv);
     if (sync_snapshot(b, selectb_snapshot_locked) < 0) {
         return -1;
     }

@@ -1,5 +1,6 @@
-/* fdbits.h - fd_set-layout bitmaps of any size, shared by select.select()
- * (select.c) and the select backend (be_poll_select.c).
+/* fdbits.h - what select.select() (select.c) and the select backend
+ * (be_poll_select.c) share: fd_set-layout bitmaps of any size, the
+ * highest-fd check and select(2)'s timeout.
  *
  * The sets are arrays of longs sized to the highest fd (the layout of
  * fd_set), filled by hand: FD_SET/FD_ISSET on fds >= FD_SETSIZE abort under
@@ -10,7 +11,11 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
+#include <sys/time.h>
 #include <unistd.h>
+
+#include "timeout.h"
 
 #define FS_LONG_BITS ((int)(sizeof(unsigned long) * CHAR_BIT))
 
@@ -34,6 +39,20 @@ static inline int
 fs_fd_is_open(int fd)
 {
     return dup2(fd, fd) == fd || errno != EBADF;
+}
+
+/* select(2)'s timeout for timeout_ns (< 0: NULL, no limit), rounded up to
+ * whole microseconds. */
+static inline struct timeval *
+fs_timeval(int64_t timeout_ns, struct timeval *tv)
+{
+    if (timeout_ns < 0) {
+        return NULL;
+    }
+    int64_t us = fs_ns_divide(timeout_ns, 1000, FS_ROUND_CEILING);
+    tv->tv_sec = (time_t)(us / 1000000);
+    tv->tv_usec = (suseconds_t)(us % 1000000);
+    return tv;
 }
 
 #endif /* FASTSEL_FDBITS_H */

@@ -401,6 +401,121 @@ static PyType_Spec kq_spec = {
 
 /* ---- module setup ------------------------------------------------------- */
 
+/* The KQ_* names CPython's selectmodule.c exports, where the system has them. */
+static const struct {
+    const char *name;
+    long value;
+} kq_consts[] = {
+    /* filters */
+    {"KQ_FILTER_READ", (long)(EVFILT_READ)},
+    {"KQ_FILTER_WRITE", (long)(EVFILT_WRITE)},
+#ifdef EVFILT_AIO
+    {"KQ_FILTER_AIO", (long)(EVFILT_AIO)},
+#endif
+#ifdef EVFILT_VNODE
+    {"KQ_FILTER_VNODE", (long)(EVFILT_VNODE)},
+#endif
+#ifdef EVFILT_PROC
+    {"KQ_FILTER_PROC", (long)(EVFILT_PROC)},
+#endif
+#ifdef EVFILT_NETDEV
+    {"KQ_FILTER_NETDEV", (long)(EVFILT_NETDEV)},
+#endif
+#ifdef EVFILT_SIGNAL
+    {"KQ_FILTER_SIGNAL", (long)(EVFILT_SIGNAL)},
+#endif
+#ifdef EVFILT_TIMER
+    {"KQ_FILTER_TIMER", (long)(EVFILT_TIMER)},
+#endif
+
+    /* flags */
+    {"KQ_EV_ADD", (long)(EV_ADD)},
+    {"KQ_EV_DELETE", (long)(EV_DELETE)},
+    {"KQ_EV_ENABLE", (long)(EV_ENABLE)},
+    {"KQ_EV_DISABLE", (long)(EV_DISABLE)},
+    {"KQ_EV_ONESHOT", (long)(EV_ONESHOT)},
+    {"KQ_EV_CLEAR", (long)(EV_CLEAR)},
+#ifdef EV_SYSFLAGS
+    {"KQ_EV_SYSFLAGS", (long)(EV_SYSFLAGS)},
+#endif
+#ifdef EV_FLAG1
+    {"KQ_EV_FLAG1", (long)(EV_FLAG1)},
+#endif
+    {"KQ_EV_EOF", (long)(EV_EOF)},
+    {"KQ_EV_ERROR", (long)(EV_ERROR)},
+
+    /* READ/WRITE filter flag */
+#ifdef NOTE_LOWAT
+    {"KQ_NOTE_LOWAT", (long)(NOTE_LOWAT)},
+#endif
+
+    /* VNODE filter flags: CPython exports them with the filter */
+#ifdef EVFILT_VNODE
+#  ifdef NOTE_DELETE
+    {"KQ_NOTE_DELETE", (long)(NOTE_DELETE)},
+#  endif
+#  ifdef NOTE_WRITE
+    {"KQ_NOTE_WRITE", (long)(NOTE_WRITE)},
+#  endif
+#  ifdef NOTE_EXTEND
+    {"KQ_NOTE_EXTEND", (long)(NOTE_EXTEND)},
+#  endif
+#  ifdef NOTE_ATTRIB
+    {"KQ_NOTE_ATTRIB", (long)(NOTE_ATTRIB)},
+#  endif
+#  ifdef NOTE_LINK
+    {"KQ_NOTE_LINK", (long)(NOTE_LINK)},
+#  endif
+#  ifdef NOTE_RENAME
+    {"KQ_NOTE_RENAME", (long)(NOTE_RENAME)},
+#  endif
+#  ifdef NOTE_REVOKE
+    {"KQ_NOTE_REVOKE", (long)(NOTE_REVOKE)},
+#  endif
+#endif
+
+    /* PROC filter flags */
+#ifdef EVFILT_PROC
+#  ifdef NOTE_EXIT
+    {"KQ_NOTE_EXIT", (long)(NOTE_EXIT)},
+#  endif
+#  ifdef NOTE_FORK
+    {"KQ_NOTE_FORK", (long)(NOTE_FORK)},
+#  endif
+#  ifdef NOTE_EXEC
+    {"KQ_NOTE_EXEC", (long)(NOTE_EXEC)},
+#  endif
+#  ifdef NOTE_PCTRLMASK
+    {"KQ_NOTE_PCTRLMASK", (long)(NOTE_PCTRLMASK)},
+#  endif
+#  ifdef NOTE_PDATAMASK
+    {"KQ_NOTE_PDATAMASK", (long)(NOTE_PDATAMASK)},
+#  endif
+#  ifdef NOTE_TRACK
+    {"KQ_NOTE_TRACK", (long)(NOTE_TRACK)},
+#  endif
+#  ifdef NOTE_CHILD
+    {"KQ_NOTE_CHILD", (long)(NOTE_CHILD)},
+#  endif
+#  ifdef NOTE_TRACKERR
+    {"KQ_NOTE_TRACKERR", (long)(NOTE_TRACKERR)},
+#  endif
+#endif
+
+    /* NETDEV filter flags */
+#ifdef EVFILT_NETDEV
+#  ifdef NOTE_LINKUP
+    {"KQ_NOTE_LINKUP", (long)(NOTE_LINKUP)},
+#  endif
+#  ifdef NOTE_LINKDOWN
+    {"KQ_NOTE_LINKDOWN", (long)(NOTE_LINKDOWN)},
+#  endif
+#  ifdef NOTE_LINKINV
+    {"KQ_NOTE_LINKINV", (long)(NOTE_LINKINV)},
+#  endif
+#endif
+};
+
 int
 fs_kqueue_setup(PyObject *module, fs_state *st)
 {
@@ -413,122 +528,11 @@ fs_kqueue_setup(PyObject *module, fs_state *st)
         || fs_add_object(module, "kqueue", (PyObject *)st->kqueue_type) < 0) {
         return -1;
     }
-
-#define ADD(name, value) do {                               \
-        if (fs_add_int(module, name, (long)(value)) < 0) {  \
-            return -1;                                      \
-        }                                                   \
-    } while (0)
-
-    /* filters */
-    ADD("KQ_FILTER_READ", EVFILT_READ);
-    ADD("KQ_FILTER_WRITE", EVFILT_WRITE);
-#ifdef EVFILT_AIO
-    ADD("KQ_FILTER_AIO", EVFILT_AIO);
-#endif
-#ifdef EVFILT_VNODE
-    ADD("KQ_FILTER_VNODE", EVFILT_VNODE);
-#endif
-#ifdef EVFILT_PROC
-    ADD("KQ_FILTER_PROC", EVFILT_PROC);
-#endif
-#ifdef EVFILT_NETDEV
-    ADD("KQ_FILTER_NETDEV", EVFILT_NETDEV);
-#endif
-#ifdef EVFILT_SIGNAL
-    ADD("KQ_FILTER_SIGNAL", EVFILT_SIGNAL);
-#endif
-#ifdef EVFILT_TIMER
-    ADD("KQ_FILTER_TIMER", EVFILT_TIMER);
-#endif
-
-    /* flags */
-    ADD("KQ_EV_ADD", EV_ADD);
-    ADD("KQ_EV_DELETE", EV_DELETE);
-    ADD("KQ_EV_ENABLE", EV_ENABLE);
-    ADD("KQ_EV_DISABLE", EV_DISABLE);
-    ADD("KQ_EV_ONESHOT", EV_ONESHOT);
-    ADD("KQ_EV_CLEAR", EV_CLEAR);
-#ifdef EV_SYSFLAGS
-    ADD("KQ_EV_SYSFLAGS", EV_SYSFLAGS);
-#endif
-#ifdef EV_FLAG1
-    ADD("KQ_EV_FLAG1", EV_FLAG1);
-#endif
-    ADD("KQ_EV_EOF", EV_EOF);
-    ADD("KQ_EV_ERROR", EV_ERROR);
-
-    /* READ/WRITE filter flag */
-#ifdef NOTE_LOWAT
-    ADD("KQ_NOTE_LOWAT", NOTE_LOWAT);
-#endif
-
-    /* VNODE filter flags: CPython exports them with the filter */
-#ifdef EVFILT_VNODE
-#  ifdef NOTE_DELETE
-    ADD("KQ_NOTE_DELETE", NOTE_DELETE);
-#  endif
-#  ifdef NOTE_WRITE
-    ADD("KQ_NOTE_WRITE", NOTE_WRITE);
-#  endif
-#  ifdef NOTE_EXTEND
-    ADD("KQ_NOTE_EXTEND", NOTE_EXTEND);
-#  endif
-#  ifdef NOTE_ATTRIB
-    ADD("KQ_NOTE_ATTRIB", NOTE_ATTRIB);
-#  endif
-#  ifdef NOTE_LINK
-    ADD("KQ_NOTE_LINK", NOTE_LINK);
-#  endif
-#  ifdef NOTE_RENAME
-    ADD("KQ_NOTE_RENAME", NOTE_RENAME);
-#  endif
-#  ifdef NOTE_REVOKE
-    ADD("KQ_NOTE_REVOKE", NOTE_REVOKE);
-#  endif
-#endif
-
-    /* PROC filter flags */
-#ifdef EVFILT_PROC
-#  ifdef NOTE_EXIT
-    ADD("KQ_NOTE_EXIT", NOTE_EXIT);
-#  endif
-#  ifdef NOTE_FORK
-    ADD("KQ_NOTE_FORK", NOTE_FORK);
-#  endif
-#  ifdef NOTE_EXEC
-    ADD("KQ_NOTE_EXEC", NOTE_EXEC);
-#  endif
-#  ifdef NOTE_PCTRLMASK
-    ADD("KQ_NOTE_PCTRLMASK", NOTE_PCTRLMASK);
-#  endif
-#  ifdef NOTE_PDATAMASK
-    ADD("KQ_NOTE_PDATAMASK", NOTE_PDATAMASK);
-#  endif
-#  ifdef NOTE_TRACK
-    ADD("KQ_NOTE_TRACK", NOTE_TRACK);
-#  endif
-#  ifdef NOTE_CHILD
-    ADD("KQ_NOTE_CHILD", NOTE_CHILD);
-#  endif
-#  ifdef NOTE_TRACKERR
-    ADD("KQ_NOTE_TRACKERR", NOTE_TRACKERR);
-#  endif
-#endif
-
-    /* NETDEV filter flags */
-#ifdef EVFILT_NETDEV
-#  ifdef NOTE_LINKUP
-    ADD("KQ_NOTE_LINKUP", NOTE_LINKUP);
-#  endif
-#  ifdef NOTE_LINKDOWN
-    ADD("KQ_NOTE_LINKDOWN", NOTE_LINKDOWN);
-#  endif
-#  ifdef NOTE_LINKINV
-    ADD("KQ_NOTE_LINKINV", NOTE_LINKINV);
-#  endif
-#endif
-#undef ADD
+    for (size_t i = 0; i < sizeof(kq_consts) / sizeof(kq_consts[0]); i++) {
+        if (fs_add_int(module, kq_consts[i].name, kq_consts[i].value) < 0) {
+            return -1;
+        }
+    }
     return 0;
 }
 

@@ -8,7 +8,6 @@
 
 typedef struct {
     PyObject_HEAD
-    fs_state *st;
     /* registrations, in registration order; each token is a strong
      * reference to the fd's int object, made once at register() so poll()
      * results need no int allocation */
@@ -412,7 +411,6 @@ fs_poll_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     if (self == NULL) {
         return NULL;
     }
-    self->st = st;
     fdtab_init(&self->tab, 1);
     self->pfd = NULL;
     self->pobj = NULL;

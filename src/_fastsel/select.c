@@ -200,13 +200,7 @@ static int
 select_once(void *ctx, int64_t timeout_ns)
 {
     sel_call *c = ctx;
-    struct timeval tv, *tvp = NULL;
-    if (timeout_ns >= 0) {
-        int64_t us = fs_ns_divide(timeout_ns, 1000, FS_ROUND_UP);
-        tv.tv_sec = (time_t)(us / 1000000);
-        tv.tv_usec = (suseconds_t)(us % 1000000);
-        tvp = &tv;
-    }
+    struct timeval tv, *tvp = fs_timeval(timeout_ns, &tv);
     FS_DEBUG_SYSCALL(FS_SYS_SELECT);
     int n = select(c->maxfd + 1, (fd_set *)c->sets[0], (fd_set *)c->sets[1],
                    (fd_set *)c->sets[2], tvp);
