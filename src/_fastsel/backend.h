@@ -9,7 +9,8 @@
  * code only ever talks to a backend through its table.
  *
  * Contract:
- *  - Events are in selectors terms: FS_READ == EVENT_READ, FS_WRITE == EVENT_WRITE.
+ *  - Events are in selectors terms: FS_READ == EVENT_READ and FS_WRITE ==
+ *    EVENT_WRITE.
  *  - Every operation but wait() runs with the GIL held and must not call into
  *    Python.  wait() runs with the GIL released and must touch nothing but the
  *    backend's own memory and the output array.  Backend memory comes from
@@ -40,6 +41,7 @@
 #define FASTSEL_BACKEND_H
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 
 /* Which kernel mechanisms this build has.  kqueue: native on the BSDs and
@@ -91,6 +93,19 @@ typedef struct {
      * or -1 with errno (EINTR included).  Called without the GIL. */
     int (*wait)(fs_backend *b, int64_t timeout_ns, fs_event *out, int max);
 } fs_backend_ops;
+
+/* A wait's timeout in the milliseconds of poll(2) and epoll_wait(2): -1
+ * (no limit) when negative, else rounded up (the stdlib's selectors never
+ * wait less than asked) and capped at INT_MAX. */
+static inline int
+fs_backend_ms(int64_t timeout_ns)
+{
+    if (timeout_ns < 0) {
+        return -1;
+    }
+    int64_t ms = timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
 
 /* The backends this build has, one per file. */
 #ifdef __linux__

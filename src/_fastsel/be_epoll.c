@@ -6,7 +6,6 @@
 #ifdef __linux__
 
 #include <errno.h>
-#include <limits.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -14,7 +13,7 @@
 struct fs_backend {
     int epfd;
     int cap;                        /* capacity of buf, in events */
-    struct epoll_event *buf;        /* kept between waits: no per-call malloc */
+    struct epoll_event *buf;        /* kept between waits: no malloc each */
 };
 
 static fs_backend *
@@ -111,17 +110,8 @@ epb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
         b->buf = nb;
         b->cap = max;
     }
-    int ms;
-    if (timeout_ns < 0) {
-        ms = -1;
-    }
-    else {
-        /* EpollSelector rounds up to whole milliseconds */
-        int64_t t = fs_ns_divide(timeout_ns, 1000000, FS_ROUND_CEILING);
-        ms = t > INT_MAX ? INT_MAX : (int)t;
-    }
     FS_DEBUG_SYSCALL(FS_SYS_EPOLL_WAIT);
-    int n = epoll_wait(b->epfd, b->buf, max, ms);
+    int n = epoll_wait(b->epfd, b->buf, max, fs_backend_ms(timeout_ns));
     for (int i = 0; i < n; i++) {
         uint32_t e = b->buf[i].events;
         /* as the stdlib's EpollSelector: anything but IN counts as writable,

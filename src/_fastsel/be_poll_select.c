@@ -16,7 +16,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -222,19 +221,11 @@ sync_snapshot(fs_backend *b, int (*refresh)(fs_backend *))
 static int
 pollb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
 {
-    int ms;
-    if (timeout_ns < 0) {
-        ms = -1;
-    }
-    else {
-        int64_t v = fs_ns_divide(timeout_ns, 1000000, FS_ROUND_CEILING);
-        ms = v > INT_MAX ? INT_MAX : (int)v;
-    }
     if (sync_snapshot(b, snapshot_locked) < 0) {
         return -1;
     }
     FS_DEBUG_SYSCALL(FS_SYS_POLL);
-    int n = poll(b->wfd, (nfds_t)b->wlen, ms);
+    int n = poll(b->wfd, (nfds_t)b->wlen, fs_backend_ms(timeout_ns));
     if (n <= 0) {
         return n;
     }

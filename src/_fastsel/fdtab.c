@@ -1,4 +1,4 @@
-/* fdtab.c - the ordered fd registry of fdtab.h: growth, removal, compaction. */
+/* fdtab.c - the fd registry of fdtab.h: growth, removal, compaction. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 

@@ -15,8 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Fork: a kqueue is not inherited by fork() (BSD semantics), so in a child every
- * kqueue fd number we hold is dead or, worse, reused.  As CPython >= 3.12.1
+/* Fork: a kqueue is not inherited by fork() (BSD semantics), so in a child
+ * every kqueue fd number we hold is dead or, worse, reused.  As CPython >= 3.12.1
  * does (gh-110395), objects from before the fork read as closed in the child,
  * and their fd is neither used nor closed there.  Instead of a list of live
  * objects each remembers the fork generation (fork.h) it was opened in. */
@@ -401,7 +401,8 @@ static PyType_Spec kq_spec = {
 
 /* ---- module setup ------------------------------------------------------- */
 
-/* The KQ_* names CPython's selectmodule.c exports, where the system has them. */
+/* The KQ_* names CPython's selectmodule.c exports, where the system has
+ * them. */
 static const struct {
     const char *name;
     long value;
