@@ -1,19 +1,29 @@
 /* backend.h - the one internal interface between the selector classes and
  * the kernel's readiness mechanisms.
  *
- * Each mechanism lives in one file (epoll.c, kqueue.c, poll.c, select.c) that
- * implements both its select-module object and one fs_backend_ops table; the
- * selector files (sel_*.c) only talk to a backend through that table.
+ * Layout: each backend is one file holding one fs_backend_ops table and
+ * nothing else: be_epoll.c (Linux), be_kqueue.c (BSD/macOS, or libkqueue),
+ * be_poll_select.c (poll and select over one fd table, fdtab.h/fdtab.c).
+ * The select-module objects are separate files that do not use this
+ * interface: select.c, poll.c, epoll.c, kqueue.c + kevent.c.  The selector
+ * files (sel_*.c) only ever talk to a backend through its table.
  *
  * Contract:
- *  - Events are in selectors terms: FS_READ == EVENT_READ, FS_WRITE == EVENT_WRITE.
+ *  - Events are in selectors terms: FS_READ == EVENT_READ and FS_WRITE ==
+ *    EVENT_WRITE.
  *  - Every operation but wait() runs with the GIL held and must not call into
  *    Python.  wait() runs with the GIL released and must touch nothing but the
- *    backend's own memory and the output array.  Where sel_kinds.c sets
- *    ctl_nogil (epoll, kqueue), add/modify/remove run without the GIL too,
- *    concurrently with wait() and with each other (no shared scratch).
+ *    backend's own memory and the output array.  Backend memory comes from
+ *    the PyMem_Raw* domain (usable without the GIL, and reached by
+ *    _testcapi.set_nomemory), so every allocation failure is testable.
+ *    Where the table sets ctl_nogil (epoll, kqueue: kernel calls that may
+ *    block), add/modify/remove run without the GIL too, concurrently with
+ *    wait() and with each other, so they must share no unguarded state.
  *  - Errors are reported as -1 (or NULL) with errno set, never as Python
- *    exceptions; the caller turns errno into the stdlib's exception.
+ *    exceptions; the caller turns errno into the stdlib's exception.  A
+ *    backend whose own memory ran out sets FS_ENOMEM, which no kernel
+ *    returns, and the caller raises MemoryError (as the stdlib's dicts and
+ *    buffers would); a kernel's ENOMEM stays an OSError.
  *  - `token` is opaque to the backend: it is stored at add/modify time and
  *    handed back with each event (the selector packs fd and a generation tag
  *    into it so that stale events can be recognised).
@@ -33,6 +43,8 @@
 #ifndef FASTSEL_BACKEND_H
 #define FASTSEL_BACKEND_H
 
+#include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 
 /* Which kernel mechanisms this build has.  kqueue: native on the BSDs and
@@ -43,6 +55,9 @@
     || defined(__DragonFly__)
 #  define FS_HAVE_KQUEUE 1
 #endif
+
+/* errno of a backend's allocation failure (MemoryError, see above) */
+#define FS_ENOMEM (-ENOMEM)
 
 #define FS_READ  1
 #define FS_WRITE 2
@@ -58,14 +73,20 @@ typedef struct {
     const char *name;           /* "epoll", "kqueue", "poll", "select" */
     /* New backend state with its kernel object (if any), close-on-exec. */
     fs_backend *(*open)(void);
-    /* Release the kernel object and all memory.  Safe on a closed backend. */
+    /* Release the kernel object and all memory.  Safe on a closed backend,
+     * and in a forked child on one inherited from the parent, the only op
+     * the selector calls on such a backend: it then releases the memory but
+     * neither the parent's kernel object nor a lock another thread of the
+     * parent may have held. */
     void (*free)(fs_backend *b);
     /* The kernel object's fd, or -1 when the mechanism has none. */
     int (*fileno)(fs_backend *b);
     /* Interest changes; old_events is what was last set.  add() always gets
      * a non-zero mask, but modify() may get 0 or bits outside
      * FS_READ|FS_WRITE (the stdlib's modify does not validate) and must
-     * then register interest in nothing rather than fail. */
+     * then register interest in nothing rather than fail.  modify is NULL
+     * where the selector class modifies by remove + add (kqueue: the
+     * stdlib's KqueueSelector.modify unregisters and registers again). */
     int (*add)(fs_backend *b, int fd, int events, uint64_t token);
     int (*modify)(fs_backend *b, int fd, int old_events, int events,
                   uint64_t token);
@@ -74,7 +95,24 @@ typedef struct {
      * resolution, and store at most `max` events in `out`.  Returns the count,
      * or -1 with errno (EINTR included).  Called without the GIL. */
     int (*wait)(fs_backend *b, int64_t timeout_ns, fs_event *out, int max);
+    /* add/modify/remove are kernel calls (epoll_ctl, kevent) that the
+     * selector makes without the GIL, as the stdlib's poller objects do;
+     * 0 where they only change the backend's memory (poll, select). */
+    int ctl_nogil;
 } fs_backend_ops;
+
+/* A wait's timeout in the milliseconds of poll(2) and epoll_wait(2): -1
+ * (no limit) when negative, else rounded up (the stdlib's selectors never
+ * wait less than asked) and capped at INT_MAX. */
+static inline int
+fs_backend_ms(int64_t timeout_ns)
+{
+    if (timeout_ns < 0) {
+        return -1;
+    }
+    int64_t ms = timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
 
 /* The backends this build has, one per file. */
 #ifdef __linux__

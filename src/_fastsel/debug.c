@@ -123,7 +123,7 @@ debug_backend_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->ops = ops;
     self->b = ops->open();
     if (self->b == NULL) {
-        PyErr_SetFromErrno(PyExc_OSError);
+        fs_errno_error(errno);
         Py_DECREF(self);
         return NULL;
     }
@@ -157,7 +157,8 @@ static PyObject *
 debug_backend_result(int rc)
 {
     if (rc < 0) {
-        return PyErr_SetFromErrno(PyExc_OSError);
+        fs_errno_error(errno);
+        return NULL;
     }
     Py_RETURN_NONE;
 }
@@ -270,8 +271,8 @@ debug_backend_wait(PyObject *op, PyObject *args, PyObject *kwargs)
     self->waits--;
     PyObject *result;
     if (n < 0) {
-        errno = saved_errno;
-        result = PyErr_SetFromErrno(PyExc_OSError);
+        fs_errno_error(saved_errno);
+        result = NULL;
     }
     else {
         result = debug_events_list(out, n);

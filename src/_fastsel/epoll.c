@@ -1,156 +1,16 @@
-/* epoll.c - Linux epoll: the readiness backend for EpollSelector, and the
- * select.epoll object. */
+/* epoll.c - the select.epoll object (Linux). */
 #include "fastsel.h"
 #include "debug.h"
-#include "backend.h"
 
 #ifdef __linux__
 
 #include <errno.h>
 #include <limits.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/select.h>             /* FD_SETSIZE: poll()'s default maxevents */
 #include <unistd.h>
-
-/* ---- readiness backend -------------------------------------------------- */
-
-struct fs_backend {
-    int epfd;
-    int cap;                        /* capacity of buf, in events */
-    struct epoll_event *buf;        /* kept between waits: no per-call malloc */
-};
-
-static fs_backend *
-epb_open(void)
-{
-    fs_backend *b = calloc(1, sizeof(*b));
-    if (b == NULL) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    b->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (b->epfd < 0) {
-        int saved = errno;
-        free(b);
-        errno = saved;
-        return NULL;
-    }
-    return b;
-}
-
-static void
-epb_free(fs_backend *b)
-{
-    if (b == NULL) {
-        return;
-    }
-    if (b->epfd >= 0) {
-        close(b->epfd);
-    }
-    free(b->buf);
-    free(b);
-}
-
-static int
-epb_fileno(fs_backend *b)
-{
-    return b->epfd;
-}
-
-static inline uint32_t
-to_epoll(int events)
-{
-    return ((events & FS_READ) ? EPOLLIN : 0)
-           | ((events & FS_WRITE) ? EPOLLOUT : 0);
-}
-
-static int
-epb_ctl(fs_backend *b, int op, int fd, int events, uint64_t token)
-{
-    struct epoll_event ev;
-    ev.events = to_epoll(events);
-    ev.data.u64 = token;
-    FS_DEBUG_SYSCALL(FS_SYS_EPOLL_CTL);
-    return epoll_ctl(b->epfd, op, fd, &ev);
-}
-
-static int
-epb_add(fs_backend *b, int fd, int events, uint64_t token)
-{
-    return epb_ctl(b, EPOLL_CTL_ADD, fd, events, token);
-}
-
-static int
-epb_modify(fs_backend *b, int fd, int old_events, int events, uint64_t token)
-{
-    (void)old_events;
-    return epb_ctl(b, EPOLL_CTL_MOD, fd, events, token);
-}
-
-static int
-epb_remove(fs_backend *b, int fd, int old_events)
-{
-    (void)old_events;
-    /* A non-NULL event keeps pre-2.6.9 kernels happy. */
-    struct epoll_event ev = {0};
-    FS_DEBUG_SYSCALL(FS_SYS_EPOLL_CTL);
-    return epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, &ev);
-}
-
-static int
-epb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
-{
-    if (max <= 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    if (b->cap < max) {
-        struct epoll_event *nb = realloc(b->buf, (size_t)max * sizeof(*nb));
-        if (nb == NULL) {
-            errno = ENOMEM;
-            return -1;
-        }
-        b->buf = nb;
-        b->cap = max;
-    }
-    int ms;
-    if (timeout_ns < 0) {
-        ms = -1;
-    }
-    else {
-        /* EpollSelector rounds up to whole milliseconds */
-        int64_t t = fs_ns_divide(timeout_ns, 1000000, FS_ROUND_CEILING);
-        ms = t > INT_MAX ? INT_MAX : (int)t;
-    }
-    FS_DEBUG_SYSCALL(FS_SYS_EPOLL_WAIT);
-    int n = epoll_wait(b->epfd, b->buf, max, ms);
-    for (int i = 0; i < n; i++) {
-        uint32_t e = b->buf[i].events;
-        /* as the stdlib's EpollSelector: anything but IN counts as writable,
-         * anything but OUT as readable, so ERR/HUP wake both */
-        out[i].events = ((e & ~(uint32_t)EPOLLIN) ? FS_WRITE : 0)
-                        | ((e & ~(uint32_t)EPOLLOUT) ? FS_READ : 0);
-        out[i].token = b->buf[i].data.u64;
-    }
-    return n;
-}
-
-const fs_backend_ops fs_epoll_backend = {
-    .name = "epoll",
-    .open = epb_open,
-    .free = epb_free,
-    .fileno = epb_fileno,
-    .add = epb_add,
-    .modify = epb_modify,
-    .remove = epb_remove,
-    .wait = epb_wait,
-};
-
-
-/* ---- select.epoll ------------------------------------------------------- */
 
 /* Event buffers up to this many entries stay with the object between polls;
  * a larger maxevents gets a buffer for that call only, as the stdlib does,
@@ -533,15 +393,70 @@ error:
     return NULL;
 }
 
+/* The timeout argument in ns, its milliseconds checked against a C int as
+ * the stdlib's.  None is INT64_MIN: a negative timeout above -1 ms rounds
+ * to 0 ms and does not block, any other blocks.  0, or -1 with an
+ * exception. */
+static int
+ep_timeout(PyObject *obj, int64_t *timeout)
+{
+    *timeout = INT64_MIN;
+    if (obj == Py_None) {
+        return 0;
+    }
+    /* seconds -> ns away from zero, then ms towards +inf, so that a
+     * positive timeout never waits less than asked */
+    if (fs_ns_from_seconds_object(obj, FS_ROUND_UP, timeout) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            fs_timeout_type_error(obj, "timeout must be an integer or None");
+        }
+        return -1;
+    }
+    int64_t t = fs_ns_divide(*timeout, 1000000, FS_ROUND_CEILING);
+    if (t < INT_MIN || t > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "timeout is too large");
+        return -1;
+    }
+    return 0;
+}
+
+/* One poll(): the object and the buffer the kernel fills. */
+typedef struct {
+    ep_object *self;
+    int epfd;                       /* read with the GIL before each wait */
+    struct epoll_event *evs;
+    int maxevents;
+} ep_call;
+
+/* fs_wait_fn: one epoll_wait().  No GIL. */
+static int
+ep_wait_once(void *ctx, int64_t timeout_ns)
+{
+    ep_call *c = ctx;
+    /* as the stdlib: a negative timeout that rounds to 0 ms does not block */
+    int64_t t = fs_ns_divide(timeout_ns, 1000000, FS_ROUND_CEILING);
+    int ms = t < 0 ? -1 : (int)t;
+    FS_DEBUG_SYSCALL(FS_SYS_EPOLL_WAIT);
+    return epoll_wait(c->epfd, c->evs, c->maxevents, ms);
+}
+
+/* After a signal handler (GIL held): it may have closed the object, and
+ * the retry then fails as the stdlib's does, on the fd it reads again. */
+static int
+ep_after_signal(void *ctx)
+{
+    ep_call *c = ctx;
+    c->epfd = c->self->epfd;
+    return 0;
+}
+
 static PyObject *
 ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
         PyObject *kwnames)
 {
     PyObject *a[2] = {NULL, NULL};
-    PyObject *timeout_obj;
     int maxevents = -1;
-    int64_t timeout = -1, deadline = 0;
-    int ms = -1;
+    int64_t timeout;
 
     if (kwnames == NULL && nargs <= 2) {
         for (Py_ssize_t i = 0; i < nargs; i++) {
@@ -551,7 +466,6 @@ ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
     else if (fs_parse_clinic(&sig_poll, args, nargs, kwnames, NULL, a) < 0) {
         return NULL;
     }
-    timeout_obj = a[0] != NULL ? a[0] : Py_None;
     /* conversion order as CPython's: maxevents's type, closed, timeout,
      * maxevents's value */
     if (a[1] != NULL && fs_as_int(a[1], &maxevents) < 0) {
@@ -560,27 +474,8 @@ ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
     if (self->epfd < 0) {
         return ep_err_closed();
     }
-    if (timeout_obj != Py_None) {
-        /* seconds -> ns away from zero, then ms towards +inf, so that a
-         * positive timeout never waits less than asked */
-        if (fs_ns_from_seconds_object(timeout_obj, FS_ROUND_UP,
-                                      &timeout) < 0) {
-            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-                fs_timeout_type_error(timeout_obj,
-                                      "timeout must be an integer or None");
-            }
-            return NULL;
-        }
-        int64_t t = fs_ns_divide(timeout, 1000000, FS_ROUND_CEILING);
-        if (t < INT_MIN || t > INT_MAX) {
-            PyErr_SetString(PyExc_OverflowError, "timeout is too large");
-            return NULL;
-        }
-        ms = t < 0 ? -1 : (int)t;
-        /* timeout 0 needs no clock: after EINTR its deadline has passed */
-        if (timeout > 0) {
-            deadline = fs_monotonic_ns() + timeout;
-        }
+    if (ep_timeout(a[0] != NULL ? a[0] : Py_None, &timeout) < 0) {
+        return NULL;
     }
     if (maxevents == -1) {
         maxevents = FD_SETSIZE - 1;
@@ -616,40 +511,12 @@ ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
         }
     }
 
+    ep_call c = {self, self->epfd, evs, maxevents};
     PyObject *result = NULL;
-    int n;
-    for (;;) {
-        int epfd = self->epfd;      /* re-read: a signal handler may close */
-        int saved;
-        Py_BEGIN_ALLOW_THREADS
-        FS_DEBUG_SYSCALL(FS_SYS_EPOLL_WAIT);
-        n = epoll_wait(epfd, evs, maxevents, ms);
-        saved = errno;
-        Py_END_ALLOW_THREADS
-        if (n >= 0 || saved != EINTR) {
-            errno = saved;
-            break;
-        }
-        /* PEP 475: run handlers, then retry with what is left of the wait */
-        if (PyErr_CheckSignals() < 0) {
-            goto done;
-        }
-        if (timeout >= 0) {
-            int64_t left = timeout ? deadline - fs_monotonic_ns() : -1;
-            if (left < 0) {
-                n = 0;
-                break;
-            }
-            ms = (int)fs_ns_divide(left, 1000000, FS_ROUND_CEILING);
-        }
+    int n = fs_wait_retry(ep_wait_once, &c, timeout, 0, ep_after_signal);
+    if (n >= 0) {
+        result = ep_results(self, evs, n);
     }
-    if (n < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        goto done;
-    }
-    result = ep_results(self, evs, n);
-
-done:
     if (shared) {
         atomic_store(&self->busy, 0);
     }

@@ -46,6 +46,9 @@ fs_get_state(PyObject *module)
 int fs_add_int(PyObject *module, const char *name, long value);
 /* PyModule_AddObjectRef for 3.9 too: does not steal; -1 on error. */
 int fs_add_object(PyObject *module, const char *name, PyObject *value);
+/* The exception of a failed kernel call or backend operation with errno
+ * err: MemoryError for FS_ENOMEM (backend.h), else OSError. */
+void fs_errno_error(int err);
 
 /* --- poll.c --------------------------------------------------------------- */
 

@@ -3,6 +3,7 @@
 #include "debug.h"
 #include "fork.h"
 
+#include <errno.h>
 #include <limits.h>
 
 int
@@ -20,6 +21,17 @@ fs_add_object(PyObject *module, const char *name, PyObject *value)
         return -1;
     }
     return 0;
+}
+
+void
+fs_errno_error(int err)
+{
+    if (err == FS_ENOMEM) {
+        PyErr_NoMemory();       /* the backend's own memory */
+        return;
+    }
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
 }
 
 typedef int (*fs_setup_fn)(PyObject *, fs_state *);

@@ -1,4 +1,4 @@
-/* poll.c - select.poll() objects and the poll(2) backend of the selectors. */
+/* poll.c - select.poll() objects over an fd table (fdtab.h). */
 #include "fastsel.h"
 #include "debug.h"
 #include "fdtab.h"
@@ -8,7 +8,6 @@
 
 typedef struct {
     PyObject_HEAD
-    fs_state *st;
     /* registrations, in registration order; each token is a strong
      * reference to the fd's int object, made once at register() so poll()
      * results need no int allocation */
@@ -200,37 +199,25 @@ fs_poll_timeout_unbounded(void)
     return FS_PPOLL_OK && fs_ver->poll_ppoll;
 }
 
-static PyObject *
-poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
+/* What one poll() waits on. */
+typedef struct {
+    struct pollfd *pfd;
+    nfds_t nfd;
+    int use_ppoll;
+} poll_call;
+
+/* fs_wait_fn: one poll(2) (or ppoll) of the private copy.  No GIL. */
+static int
+poll_once(void *ctx, int64_t timeout_ns)
 {
-    int64_t timeout = -1, deadline = 0;
-    long long ms = -1;
-    /* 3.15 waits with ppoll(): nanoseconds, no C int of milliseconds */
-    const int use_ppoll = fs_poll_timeout_unbounded();
-    if (fs_no_kwargs(kwnames, "poll.poll") < 0
-        || fs_check_positional("poll", nargs, 0, 1) < 0) {
-        return NULL;
+    poll_call *c = ctx;
+    FS_DEBUG_SYSCALL(FS_SYS_POLL);
+    if (c->use_ppoll) {
+        return poll_ns(c->pfd, c->nfd, timeout_ns);
     }
-    if (nargs == 1 && args[0] != Py_None) {
-        if (fs_ns_from_ms_object(args[0], FS_ROUND_UP, &timeout) < 0) {
-            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-                fs_timeout_type_error(args[0],
-                                      "timeout must be an integer or None");
-            }
-            return NULL;
-        }
-        ms = fs_ns_divide(timeout, 1000000, FS_ROUND_UP);
-        if (!use_ppoll && (ms < INT_MIN || ms > INT_MAX)) {
-            PyErr_SetString(PyExc_OverflowError, "timeout is too large");
-            return NULL;
-        }
-        if (timeout > 0) {
-            /* saturate: PyTime_t allows deadlines past INT64_MAX */
-            int64_t now = fs_monotonic_ns();
-            deadline = timeout > INT64_MAX - now ? INT64_MAX : now + timeout;
-        }
-    }
+    /* checked to fit an int before the first call; never grows after */
+    long long ms = timeout_ns < 0 ? -1
+                   : fs_ns_divide(timeout_ns, 1000000, FS_ROUND_UP);
     if (ms < 0) {
         /* any negative timeout blocks; some systems want exactly INFTIM */
 #ifdef INFTIM
@@ -238,6 +225,46 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
 #else
         ms = -1;
 #endif
+    }
+    return poll(c->pfd, c->nfd, (int)ms);
+}
+
+/* The timeout argument in ns (< 0: none), with the stdlib's checks. */
+static int
+poll_timeout(PyObject *const *args, Py_ssize_t nargs, int use_ppoll,
+             int64_t *timeout)
+{
+    *timeout = -1;
+    if (nargs == 0 || args[0] == Py_None) {
+        return 0;
+    }
+    if (fs_ns_from_ms_object(args[0], FS_ROUND_UP, timeout) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            fs_timeout_type_error(args[0],
+                                  "timeout must be an integer or None");
+        }
+        return -1;
+    }
+    /* 3.15 waits with ppoll(): nanoseconds, no C int of milliseconds */
+    long long ms = fs_ns_divide(*timeout, 1000000, FS_ROUND_UP);
+    if (!use_ppoll && (ms < INT_MIN || ms > INT_MAX)) {
+        PyErr_SetString(PyExc_OverflowError, "timeout is too large");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    int64_t timeout;
+    poll_call c;
+    c.use_ppoll = fs_poll_timeout_unbounded();
+    if (fs_no_kwargs(kwnames, "poll.poll") < 0
+        || fs_check_positional("poll", nargs, 0, 1) < 0
+        || poll_timeout(args, nargs, c.use_ppoll, &timeout) < 0) {
+        return NULL;
     }
     if (self->running) {
         PyErr_SetString(PyExc_RuntimeError, "concurrent poll() invocation");
@@ -249,37 +276,13 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
 
     struct pollfd *pfd = self->pfd;
     nfds_t nfd = (nfds_t)self->plen;
-    int n, err;
+    c.pfd = pfd;
+    c.nfd = nfd;
     self->running = 1;
-    for (;;) {
-        Py_BEGIN_ALLOW_THREADS
-        FS_DEBUG_SYSCALL(FS_SYS_POLL);
-        n = use_ppoll ? poll_ns(pfd, nfd, timeout)
-                      : poll(pfd, nfd, (int)ms);
-        err = errno;
-        Py_END_ALLOW_THREADS
-        if (n >= 0 || err != EINTR) {
-            break;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            self->running = 0;
-            return NULL;
-        }
-        if (timeout >= 0) {
-            /* timeout 0 has no deadline: it is past as soon as it is read */
-            int64_t left = timeout == 0 ? -1 : deadline - fs_monotonic_ns();
-            if (left < 0) {
-                n = 0;
-                break;
-            }
-            ms = fs_ns_divide(left, 1000000, FS_ROUND_CEILING);
-            timeout = left;
-        }
-    }
+    int n = fs_wait_retry(poll_once, &c, timeout, 0, NULL);
     if (n < 0) {
         self->running = 0;
-        errno = err;
-        return PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
     }
 
     /* Still marked running while the results are read: an allocation here
@@ -408,7 +411,6 @@ fs_poll_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     if (self == NULL) {
         return NULL;
     }
-    self->st = st;
     fdtab_init(&self->tab, 1);
     self->pfd = NULL;
     self->pobj = NULL;
@@ -473,60 +475,3 @@ fs_poll_setup(PyObject *module, fs_state *st)
     }
     return 0;
 }
-
-/* --- the poll(2) backend (backend.h) ------------------------------------ */
-
-static int
-pollb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
-{
-    int ms;
-    if (timeout_ns < 0) {
-        ms = -1;
-    }
-    else {
-        int64_t v = fs_ns_divide(timeout_ns, 1000000, FS_ROUND_CEILING);
-        ms = v > INT_MAX ? INT_MAX : (int)v;
-    }
-    pthread_mutex_lock(&b->lock);
-    int rc = b->dirty ? fsb_snapshot_locked(b) : 0;
-    pthread_mutex_unlock(&b->lock);
-    if (rc < 0) {
-        return -1;
-    }
-    FS_DEBUG_SYSCALL(FS_SYS_POLL);
-    int n = poll(b->wfd, (nfds_t)b->wlen, ms);
-    if (n <= 0) {
-        return n;
-    }
-    int k = 0;
-    for (int i = 0; i < b->wlen && k < n && k < max; i++) {
-        short rev = b->wfd[i].revents;
-        if (rev == 0) {
-            continue;
-        }
-        /* as the stdlib's PollSelector: anything but POLLIN counts as
-         * writable, anything but POLLOUT as readable (ERR/HUP/NVAL: both) */
-        int ev = 0;
-        if (rev & ~POLLIN) {
-            ev |= FS_WRITE;
-        }
-        if (rev & ~POLLOUT) {
-            ev |= FS_READ;
-        }
-        out[k].token = b->wtok[i];
-        out[k].events = ev;
-        k++;
-    }
-    return k;
-}
-
-const fs_backend_ops fs_poll_backend = {
-    .name = "poll",
-    .open = fsb_open,
-    .free = fsb_free,
-    .fileno = fsb_fileno,
-    .add = fsb_add,
-    .modify = fsb_modify,
-    .remove = fsb_remove,
-    .wait = pollb_wait,
-};

@@ -37,7 +37,7 @@ ctl_enter(sel_object *s, sel_ctl_rec *rec, int fd)
 {
     rec->fd = fd;
     rec->raced = 0;
-    if (!s->kind->ctl_nogil) {
+    if (!s->ops->ctl_nogil) {
         return;                     /* nothing can run in between */
     }
     for (sel_ctl_rec *r = s->ctls; r != NULL; r = r->next) {
@@ -59,7 +59,7 @@ ctl_kernel(sel_object *s, ctl_op op, int fd, int old, int events,
         errno = EBADF;
         return -1;
     }
-    if (!s->kind->ctl_nogil) {
+    if (!s->ops->ctl_nogil) {
         return ctl_call(s->ops, s->be, op, fd, old, events, token);
     }
     const fs_backend_ops *ops = s->ops;
@@ -77,7 +77,7 @@ ctl_kernel(sel_object *s, ctl_op op, int fd, int old, int events,
 static int
 ctl_unlink(sel_object *s, sel_ctl_rec *rec)
 {
-    if (!s->kind->ctl_nogil) {
+    if (!s->ops->ctl_nogil) {
         return 0;
     }
     sel_ctl_rec **p = &s->ctls;
@@ -171,7 +171,7 @@ register_key(sel_object *s, int fd, PyObject *key, int mask, int isbool)
         }
         ctl_leave(s, &rec);
         Py_DECREF(key);
-        sel_set_errno_error(err);
+        fs_errno_error(err);
         return NULL;
     }
     ctl_leave(s, &rec);
@@ -381,7 +381,7 @@ modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
             modify_drop(s, cfd, sl);
         }
         ctl_leave(s, rec);
-        sel_set_errno_error(err);
+        fs_errno_error(err);
         return -1;
     }
     sl = slot_find(s, cfd);

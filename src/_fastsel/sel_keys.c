@@ -24,13 +24,6 @@ sel_err_not_registered(PyObject *fileobj)
     return NULL;
 }
 
-void
-sel_set_errno_error(int err)
-{
-    errno = err;
-    PyErr_SetFromErrno(PyExc_OSError);
-}
-
 /* 3.13's fd conversion warns about bools, and the stdlib's selectors hand
  * key.fd (a bool when a bool was registered) to the poller on each call. */
 int

@@ -52,16 +52,6 @@ poll_native(PyObject *cls, PyObject *module, fs_state *Py_UNUSED(st))
            && strcmp(((PyCFunctionObject *)cls)->m_ml->ml_name, "poll") == 0;
 }
 
-/* kqueue's backend keeps tokens in a table that add/modify grow where a
- * pointer cannot carry them (kqueue.c, KQB_TOKEN_TABLE): there its
- * interest changes must keep the GIL, which serialises them with wait()'s
- * reads of the table. */
-#if UINTPTR_MAX < UINT64_MAX || defined(FS_KQ_TOKEN_TABLE)
-#  define KQ_CTL_NOGIL 0
-#else
-#  define KQ_CTL_NOGIL 1
-#endif
-
 const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
     {
         .index = 0,
@@ -77,7 +67,6 @@ const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
         .modify_poller = 1,
         .bool_warn_ctl = 1,
         .batch = SEL_BATCH,
-        .ctl_nogil = 1,
         .has_fileno = 1,
         .selector_cls = epoll_cls,
         .is_native = epoll_native,
@@ -127,7 +116,6 @@ const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
         .negative_timeout = "timeout must be positive or None",
         /* kqueue merges a whole ready list per call: no draining */
         .batch = INT_MAX,
-        .ctl_nogil = KQ_CTL_NOGIL,
         .has_fileno = 1,
         .selector_cls = kqueue_cls,
         .is_native = kqueue_native,

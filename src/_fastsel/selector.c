@@ -18,7 +18,7 @@ sel_open_backend(sel_object *s)
 {
     s->be = s->ops->open();
     if (s->be == NULL) {
-        sel_set_errno_error(errno);
+        fs_errno_error(errno);
         return -1;
     }
     return 0;
@@ -56,7 +56,7 @@ sel_refork(sel_object *s)
         int err = errno;
         s->closed = 1;
         sel_forget_all(s);
-        sel_set_errno_error(err);
+        fs_errno_error(err);
         return -1;
     }
     sel_readd_all(s);

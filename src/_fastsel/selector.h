@@ -70,9 +70,6 @@ struct sel_kind {
     /* events per wait: a full batch is drained with non-blocking waits;
      * INT_MAX: room for every registration (the mechanism rescans) */
     int batch;
-    /* add/modify/remove enter the kernel (epoll_ctl, kevent): the GIL is
-     * released around them, as the stdlib's poller objects do */
-    int ctl_nogil;
     int has_fileno;             /* the class defines fileno() */
     /* The kernel object's maker, the stdlib's _selector_cls (a new
      * reference), and whether cls is it; NULL: the class has none. */
@@ -240,8 +237,6 @@ void sel_check_table(sel_object *s);
 
 PyObject *sel_err_closed(void);
 PyObject *sel_err_not_registered(PyObject *fileobj);
-/* errno -> OSError */
-void sel_set_errno_error(int err);
 /* 3.13's bool-fd RuntimeWarning where the stdlib's poller would give it;
  * 0, or -1 with the exception of a warning filter. */
 int sel_warn_bool_fd(int isbool);

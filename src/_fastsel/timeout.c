@@ -133,22 +133,6 @@ fs_ns_from_ms_object(PyObject *obj, fs_round_t round_mode, int64_t *ns)
 }
 
 int64_t
-fs_ns_divide(int64_t t, int64_t k, fs_round_t round_mode)
-{
-    /* As CPython's _PyTime_Divide.  Truncate, then step away from the truncated quotient when rounding
-     * asks for it; written so that no intermediate can overflow. */
-    int64_t q = t / k, r = t % k;
-    if (r == 0) {
-        return q;
-    }
-    if (round_mode == FS_ROUND_CEILING) {
-        return r > 0 ? q + 1 : q;
-    }
-    /* FS_ROUND_UP: away from zero */
-    return r > 0 ? q + 1 : q - 1;
-}
-
-int64_t
 fs_monotonic_ns(void)
 {
     struct timespec ts;
@@ -167,31 +151,13 @@ fs_deadline(int64_t timeout_ns)
 }
 
 int
-fs_wait_retry(fs_wait_fn fn, void *ctx, int64_t timeout_ns, int flags,
-              int (*stop)(void *ctx))
+fs_wait_retry_failed(fs_wait_fn fn, void *ctx, int64_t timeout_ns,
+                     int64_t deadline, int flags, int (*stop)(void *ctx),
+                     int err)
 {
-    /* a zero timeout needs no clock: after EINTR its time is up */
-    int64_t deadline = timeout_ns > 0 ? fs_deadline(timeout_ns) : 0;
     for (;;) {
-        int n, err;
-        if (timeout_ns == 0 && (flags & FS_WAIT_ZERO_WITH_GIL)) {
-            /* cannot block: handing the GIL over and back would cost more
-             * than the call */
-            n = fn(ctx, 0);
-            err = errno;
-        }
-        else {
-            Py_BEGIN_ALLOW_THREADS
-            n = fn(ctx, timeout_ns);
-            err = errno;
-            Py_END_ALLOW_THREADS
-        }
-        if (n >= 0) {
-            return n;
-        }
         if (err != EINTR) {
-            errno = err;
-            PyErr_SetFromErrno(PyExc_OSError);
+            fs_errno_error(err);
             return -1;
         }
         /* PEP 475: run the handlers, then wait for what is left */
@@ -209,6 +175,10 @@ fs_wait_retry(fs_wait_fn fn, void *ctx, int64_t timeout_ns, int flags,
             if (timeout_ns < 0) {
                 return 0;
             }
+        }
+        int n = fs_wait_once(fn, ctx, timeout_ns, flags, &err);
+        if (n >= 0) {
+            return n;
         }
     }
 }

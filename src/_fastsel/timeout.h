@@ -7,6 +7,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
 #include <stdint.h>
 
 /* Timeouts are carried as signed nanoseconds, as CPython's PyTime_t is.
@@ -22,8 +23,23 @@ typedef enum {
 int fs_ns_from_seconds_object(PyObject *obj, fs_round_t round, int64_t *ns);
 /* Same for milliseconds (_PyTime_FromMillisecondsObject). */
 int fs_ns_from_ms_object(PyObject *obj, fs_round_t round, int64_t *ns);
-/* Divide nanoseconds by unit with the given rounding (as _PyTime_Divide). */
-int64_t fs_ns_divide(int64_t ns, int64_t unit, fs_round_t round);
+/* Divide nanoseconds by unit with the given rounding (as _PyTime_Divide).
+ * Inline: every wait converts its timeout. */
+static inline int64_t
+fs_ns_divide(int64_t t, int64_t k, fs_round_t round_mode)
+{
+    /* Truncate, then step away from the truncated quotient when rounding
+     * asks for it; written so that no intermediate can overflow. */
+    int64_t q = t / k, r = t % k;
+    if (r == 0) {
+        return q;
+    }
+    if (round_mode == FS_ROUND_CEILING) {
+        return r > 0 ? q + 1 : q;
+    }
+    /* FS_ROUND_UP: away from zero */
+    return r > 0 ? q + 1 : q - 1;
+}
 
 /* Replace a TypeError from fs_ns_from_*_object() with the running
  * version's text: `legacy` up to 3.14 (each caller has its own), the
@@ -50,13 +66,56 @@ typedef int (*fs_wait_fn)(void *ctx, int64_t timeout_ns);
 /* A zero timeout cannot block: call fn with the GIL held. */
 #define FS_WAIT_ZERO_WITH_GIL 1
 
+/* One call of fn, without the GIL unless flags allow a zero timeout to
+ * keep it; *err gets errno as fn left it. */
+static inline int
+fs_wait_once(fs_wait_fn fn, void *ctx, int64_t timeout_ns, int flags,
+             int *err)
+{
+    int n;
+    if (timeout_ns == 0 && (flags & FS_WAIT_ZERO_WITH_GIL)) {
+        /* cannot block: handing the GIL over and back would cost more
+         * than the call */
+        n = fn(ctx, 0);
+        *err = errno;
+    }
+    else {
+        Py_BEGIN_ALLOW_THREADS
+        n = fn(ctx, timeout_ns);
+        *err = errno;
+        Py_END_ALLOW_THREADS
+    }
+    return n;
+}
+
+/* fs_wait_retry() after fn failed with errno err (timeout_ns and deadline
+ * as it computed them). */
+int fs_wait_retry_failed(fs_wait_fn fn, void *ctx, int64_t timeout_ns,
+                         int64_t deadline, int flags, int (*stop)(void *ctx),
+                         int err);
+
 /* The PEP 475 loop: call fn with the GIL released; on EINTR run the signal
  * handlers and call it again with what is left of timeout_ns.  After the
  * handlers, `stop` (may be NULL) is asked with the GIL held whether to give
  * up at once with no events (a handler closed the object).  Returns fn's
  * count, 0 when the time ran out, or -1 with an exception set (the
- * handler's, or OSError from errno). */
-int fs_wait_retry(fs_wait_fn fn, void *ctx, int64_t timeout_ns, int flags,
-                  int (*stop)(void *ctx));
+ * handler's, MemoryError for errno FS_ENOMEM (backend.h), or OSError from
+ * errno).  The first call is inline, so that fn (a constant at each call
+ * site) folds into the caller: the hot path costs no more than a loop of
+ * its own; the rest is fs_wait_retry_failed(). */
+static inline int
+fs_wait_retry(fs_wait_fn fn, void *ctx, int64_t timeout_ns, int flags,
+              int (*stop)(void *ctx))
+{
+    /* a zero timeout needs no clock: after EINTR its time is up */
+    int64_t deadline = timeout_ns > 0 ? fs_deadline(timeout_ns) : 0;
+    int err;
+    int n = fs_wait_once(fn, ctx, timeout_ns, flags, &err);
+    if (n >= 0) {
+        return n;
+    }
+    return fs_wait_retry_failed(fn, ctx, timeout_ns, deadline, flags, stop,
+                                err);
+}
 
 #endif /* FASTSEL_TIMEOUT_H */

@@ -1,0 +1,394 @@
+/* be_poll_select.c - the poll(2) and select(2) backends (backend.h) over one
+ * fd table: registrations under a lock, each wait() on a private snapshot.
+ *
+ * The selector calls add/modify/remove with the GIL held, possibly while
+ * another thread sits in wait() without it.  So the registry is guarded by a
+ * mutex, and wait() polls a private snapshot taken under that mutex: the
+ * memory the kernel writes to is never resized or freed under it.  All
+ * memory is PyMem_Raw*: the snapshot is (re)allocated without the GIL.
+ */
+#include "fastsel.h"
+#include "backend.h"
+#include "debug.h"
+#include "fdbits.h"
+#include "fdtab.h"
+#include "fork.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+
+struct fs_backend {
+    pthread_mutex_t lock;
+    /* fork generation at open: in a child the lock may have been held by a
+     * thread that no longer exists, so it is neither locked nor destroyed */
+    unsigned long fork_gen;
+    fs_fdtab tab;               /* the registrations (guarded by lock) */
+    int dirty;                  /* tab changed since the last snapshot */
+    /* the snapshot: touched by wait() only (the selector never runs two
+     * waits at once) */
+    struct pollfd *wfd;
+    uint64_t *wtok;
+    int wlen, wcap;
+    unsigned long *bits;        /* select: interest bitmaps, read then write */
+    size_t nwords;              /* longs per bitmap */
+    size_t bitcap;              /* nwords that bits has room for */
+    int maxfd;
+};
+
+/* ---- shared by both backends ------------------------------------------- */
+
+static inline void
+lock(fs_backend *b)
+{
+    /* the selector replaces an inherited backend before any other use */
+    assert(b->fork_gen == fs_fork_generation());
+    pthread_mutex_lock(&b->lock);
+}
+
+static inline void
+unlock(fs_backend *b)
+{
+    pthread_mutex_unlock(&b->lock);
+}
+
+static fs_backend *
+fsb_open(void)
+{
+    fs_backend *b = PyMem_RawCalloc(1, sizeof(*b));
+    if (b == NULL) {
+        errno = FS_ENOMEM;
+        return NULL;
+    }
+    int rc = pthread_mutex_init(&b->lock, NULL);
+    if (rc != 0) {
+        PyMem_RawFree(b);
+        errno = rc;
+        return NULL;
+    }
+    b->fork_gen = fs_fork_generation();
+    fdtab_init(&b->tab, 1);
+    b->maxfd = -1;
+    return b;
+}
+
+static void
+fsb_free(fs_backend *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    fdtab_free(&b->tab);
+    PyMem_RawFree(b->wfd);
+    PyMem_RawFree(b->wtok);
+    PyMem_RawFree(b->bits);
+    if (b->fork_gen == fs_fork_generation()) {
+        int rc = pthread_mutex_destroy(&b->lock);
+        assert(rc == 0);        /* nobody may hold it at free() */
+        (void)rc;
+    }
+    PyMem_RawFree(b);
+}
+
+static int
+fsb_fileno(fs_backend *b)
+{
+    (void)b;
+    return -1;
+}
+
+static inline short
+fsb_pollmask(int events)
+{
+    return (short)(((events & FS_READ) ? POLLIN : 0)
+                   | ((events & FS_WRITE) ? POLLOUT : 0));
+}
+
+static int
+fsb_add(fs_backend *b, int fd, int events, uint64_t token)
+{
+    int rc = 0;
+    if (fd < 0) {
+        errno = EBADF;          /* -1 marks a hole in the table */
+        return -1;
+    }
+    lock(b);
+    if (fdtab_find(&b->tab, fd) >= 0) {
+        errno = EEXIST;
+        rc = -1;
+    }
+    else if (fdtab_add(&b->tab, fd, fsb_pollmask(events), token) < 0) {
+        errno = FS_ENOMEM;      /* the table's only failure */
+        rc = -1;
+    }
+    else {
+        b->dirty = 1;
+    }
+    unlock(b);
+    return rc;
+}
+
+static int
+fsb_modify(fs_backend *b, int fd, int old_events, int events, uint64_t token)
+{
+    (void)old_events;
+    int rc = 0;
+    lock(b);
+    int idx = fdtab_find(&b->tab, fd);
+    if (idx < 0) {
+        errno = ENOENT;
+        rc = -1;
+    }
+    else {
+        b->tab.ent[idx].events = fsb_pollmask(events);
+        b->tab.tok[idx] = token;
+        b->dirty = 1;
+    }
+    unlock(b);
+    return rc;
+}
+
+static int
+fsb_remove(fs_backend *b, int fd, int old_events)
+{
+    (void)old_events;
+    int rc = 0;
+    lock(b);
+    int idx = fdtab_find(&b->tab, fd);
+    if (idx < 0) {
+        errno = ENOENT;
+        rc = -1;
+    }
+    else {
+        fdtab_remove(&b->tab, idx);
+        b->dirty = 1;
+    }
+    unlock(b);
+    return rc;
+}
+
+/* Copy the registrations into the snapshot (with the lock held).  0 or
+ * -1/errno; on failure the previous snapshot stays intact and dirty. */
+static int
+snapshot_locked(fs_backend *b)
+{
+    if (fdtab_compact(&b->tab) < 0) {
+        errno = FS_ENOMEM;
+        return -1;
+    }
+    int n = b->tab.len;
+    if (n > b->wcap) {
+        struct pollfd *wfd = PyMem_RawMalloc((size_t)n * sizeof(*wfd));
+        uint64_t *wtok = PyMem_RawMalloc((size_t)n * sizeof(*wtok));
+        if (wfd == NULL || wtok == NULL) {
+            PyMem_RawFree(wfd);
+            PyMem_RawFree(wtok);
+            errno = FS_ENOMEM;
+            return -1;
+        }
+        PyMem_RawFree(b->wfd);
+        PyMem_RawFree(b->wtok);
+        b->wfd = wfd;
+        b->wtok = wtok;
+        b->wcap = n;
+    }
+    if (n > 0) {
+        memcpy(b->wfd, b->tab.ent, (size_t)n * sizeof(*b->wfd));
+        memcpy(b->wtok, b->tab.tok, (size_t)n * sizeof(*b->wtok));
+    }
+    b->wlen = n;
+    b->dirty = 0;
+    return 0;
+}
+
+/* Bring the snapshot up to date with `refresh` (one of the snapshot
+ * functions).  0 or -1/errno. */
+static int
+sync_snapshot(fs_backend *b, int (*refresh)(fs_backend *))
+{
+    lock(b);
+    int rc = b->dirty ? refresh(b) : 0;
+    unlock(b);
+    return rc;
+}
+
+/* ---- poll(2) ------------------------------------------------------------ */
+
+static int
+pollb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
+{
+    if (sync_snapshot(b, snapshot_locked) < 0) {
+        return -1;
+    }
+    FS_DEBUG_SYSCALL(FS_SYS_POLL);
+    int n = poll(b->wfd, (nfds_t)b->wlen, fs_backend_ms(timeout_ns));
+    if (n <= 0) {
+        return n;
+    }
+    int k = 0;
+    for (int i = 0; i < b->wlen && k < n && k < max; i++) {
+        short rev = b->wfd[i].revents;
+        if (rev == 0) {
+            continue;
+        }
+        /* as the stdlib's PollSelector: anything but POLLIN counts as
+         * writable, anything but POLLOUT as readable (ERR/HUP/NVAL: both) */
+        int ev = 0;
+        if (rev & ~POLLIN) {
+            ev |= FS_WRITE;
+        }
+        if (rev & ~POLLOUT) {
+            ev |= FS_READ;
+        }
+        out[k].token = b->wtok[i];
+        out[k].events = ev;
+        k++;
+    }
+    return k;
+}
+
+const fs_backend_ops fs_poll_backend = {
+    .name = "poll",
+    .open = fsb_open,
+    .free = fsb_free,
+    .fileno = fsb_fileno,
+    .add = fsb_add,
+    .modify = fsb_modify,
+    .remove = fsb_remove,
+    .wait = pollb_wait,
+};
+
+/* ---- select(2) ---------------------------------------------------------- */
+
+static int
+cmp_fd(const void *a, const void *b)
+{
+    int x = ((const struct pollfd *)a)->fd, y = ((const struct pollfd *)b)->fd;
+    return (x > y) - (x < y);
+}
+
+/* Sort the snapshot by fd (results come out in fd order), tokens with
+ * their fds.  0 or -1/FS_ENOMEM. */
+static int
+sort_snapshot(fs_backend *b)
+{
+    int n = b->wlen;
+    if (n <= 1) {
+        return 0;
+    }
+    struct pair {
+        struct pollfd p;
+        uint64_t tok;
+    } *tmp = PyMem_RawMalloc((size_t)n * sizeof(*tmp));
+    if (tmp == NULL) {
+        errno = FS_ENOMEM;
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        tmp[i].p = b->wfd[i];
+        tmp[i].tok = b->wtok[i];
+    }
+    qsort(tmp, (size_t)n, sizeof(*tmp), cmp_fd);
+    for (int i = 0; i < n; i++) {
+        b->wfd[i] = tmp[i].p;
+        b->wtok[i] = tmp[i].tok;
+    }
+    PyMem_RawFree(tmp);
+    return 0;
+}
+
+/* The snapshot sorted by fd with its interest bitmaps.  Lock held; on
+ * failure the snapshot stays dirty. */
+static int
+selectb_snapshot_locked(fs_backend *b)
+{
+    if (snapshot_locked(b) < 0) {
+        return -1;
+    }
+    int n = b->wlen, maxfd = -1;
+    if (sort_snapshot(b) < 0) {
+        b->dirty = 1;
+        return -1;
+    }
+    if (n > 0) {
+        maxfd = b->wfd[n - 1].fd;
+        if (maxfd >= FD_SETSIZE && !fs_fd_is_open(maxfd)) {
+            /* as select.select(): select(2) would silently ignore it */
+            b->dirty = 1;
+            return -1;
+        }
+    }
+    size_t nwords = maxfd < 0 ? 0 : (size_t)maxfd / FS_LONG_BITS + 1;
+    /* room for the interest sets and the two working copies */
+    if (nwords > b->bitcap || b->bits == NULL) {
+        unsigned long *bits = PyMem_RawMalloc((4 * nwords + 1)
+                                              * sizeof(unsigned long));
+        if (bits == NULL) {
+            b->dirty = 1;
+            errno = FS_ENOMEM;
+            return -1;
+        }
+        PyMem_RawFree(b->bits);
+        b->bits = bits;
+        b->bitcap = nwords;
+    }
+    b->nwords = nwords;
+    b->maxfd = maxfd;
+    memset(b->bits, 0, 2 * nwords * sizeof(unsigned long));
+    for (int i = 0; i < n; i++) {
+        if (b->wfd[i].events & POLLIN) {
+            fs_bit_set(b->bits, b->wfd[i].fd);
+        }
+        if (b->wfd[i].events & POLLOUT) {
+            fs_bit_set(b->bits + nwords, b->wfd[i].fd);
+        }
+    }
+    return 0;
+}
+
+static int
+selectb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
+{
+    struct timeval tv, *tvp = fs_timeval(timeout_ns, &tv);
+    if (sync_snapshot(b, selectb_snapshot_locked) < 0) {
+        return -1;
+    }
+    size_t nw = b->nwords;
+    unsigned long *r = b->bits + 2 * nw, *w = b->bits + 3 * nw;
+    if (nw > 0) {
+        memcpy(r, b->bits, 2 * nw * sizeof(unsigned long));
+    }
+    FS_DEBUG_SYSCALL(FS_SYS_SELECT);
+    int n = select(b->maxfd + 1, nw ? (fd_set *)r : NULL,
+                   nw ? (fd_set *)w : NULL, NULL, tvp);
+    if (n <= 0) {
+        return n;
+    }
+    int k = 0;
+    for (int i = 0; i < b->wlen && k < max; i++) {
+        int fd = b->wfd[i].fd;
+        int ev = (fs_bit_isset(r, fd) ? FS_READ : 0)
+                 | (fs_bit_isset(w, fd) ? FS_WRITE : 0);
+        if (ev) {
+            out[k].token = b->wtok[i];
+            out[k].events = ev;
+            k++;
+        }
+    }
+    return k;
+}
+
+const fs_backend_ops fs_select_backend = {
+    .name = "select",
+    .open = fsb_open,
+    .free = fsb_free,
+    .fileno = fsb_fileno,
+    .add = fsb_add,
+    .modify = fsb_modify,
+    .remove = fsb_remove,
+    .wait = selectb_wait,
+};

@@ -1,0 +1,197 @@
+/* fdtab.c - the fd registry of fdtab.h: growth, removal, compaction. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "fdtab.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+
+void
+fdtab_init(fs_fdtab *t, int with_tokens)
+{
+    memset(t, 0, sizeof(*t));
+    t->with_tokens = with_tokens;
+}
+
+void
+fdtab_free(fs_fdtab *t)
+{
+    PyMem_RawFree(t->ent);
+    PyMem_RawFree(t->tok);
+    PyMem_RawFree(t->slots);
+    fdtab_init(t, t->with_tokens);
+}
+
+/* A new all-empty hash with room for `need` live entries; the table is not
+ * touched, so a failure leaves it consistent. */
+static int32_t *
+new_slots(int need, uint32_t *mask, int *shift)
+{
+    uint32_t n = 8;
+    int bits = 3;
+    while (n < (uint32_t)need * 2u + 2u) {
+        if (bits >= 30) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        n <<= 1;
+        bits++;
+    }
+    int32_t *slots = PyMem_RawMalloc(n * sizeof(int32_t));
+    if (slots == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    memset(slots, 0xff, n * sizeof(int32_t));   /* all FDTAB_EMPTY */
+    *mask = n - 1;
+    *shift = 32 - bits;
+    return slots;
+}
+
+/* Install `slots` and index every live entry into it. */
+static void
+fill(fs_fdtab *t, int32_t *slots, uint32_t mask, int shift)
+{
+    PyMem_RawFree(t->slots);
+    t->slots = slots;
+    t->mask = mask;
+    t->shift = shift;
+    t->used = 0;
+    for (int i = 0; i < t->len; i++) {
+        if (t->ent[i].fd < 0) {
+            continue;
+        }
+        uint32_t j = fdtab_hash(t, t->ent[i].fd);
+        while (slots[j] != FDTAB_EMPTY) {
+            j = (j + 1) & mask;
+        }
+        slots[j] = i;
+        t->used++;
+    }
+}
+
+int
+fdtab_compact(fs_fdtab *t)
+{
+    if (t->holes == 0) {
+        return 0;
+    }
+    uint32_t mask;
+    int shift;
+    int32_t *slots = new_slots(t->len - t->holes, &mask, &shift);
+    if (slots == NULL) {
+        return -1;
+    }
+    int j = 0;
+    for (int i = 0; i < t->len; i++) {
+        if (t->ent[i].fd >= 0) {
+            t->ent[j] = t->ent[i];
+            if (t->tok) {
+                t->tok[j] = t->tok[i];
+            }
+            j++;
+        }
+    }
+    assert(j == t->len - t->holes);
+    t->len = j;
+    t->holes = 0;
+    fill(t, slots, mask, shift);
+    return 0;
+}
+
+/* Room for one more entry at ent[len]; 0 or -1/ENOMEM, table unchanged. */
+static int
+reserve(fs_fdtab *t)
+{
+    if (t->len < t->cap) {
+        return 0;
+    }
+    if (t->cap > (INT32_MAX - 16) / 2) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int cap = t->cap ? t->cap * 2 : 8;
+    struct pollfd *ent = PyMem_RawRealloc(t->ent, (size_t)cap * sizeof(*ent));
+    if (ent == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    t->ent = ent;
+    if (t->with_tokens) {
+        uint64_t *tok = PyMem_RawRealloc(t->tok, (size_t)cap * sizeof(*tok));
+        if (tok == NULL) {
+            /* ent only got bigger: cap stays, so nothing is inconsistent */
+            errno = ENOMEM;
+            return -1;
+        }
+        t->tok = tok;
+    }
+    t->cap = cap;
+    return 0;
+}
+
+int
+fdtab_add(fs_fdtab *t, int fd, short events, uint64_t token)
+{
+    assert(fd >= 0 && fdtab_find(t, fd) < 0);
+    if (t->holes > 16 && t->holes > t->len / 2) {
+        /* many unregistrations since the last poll: reclaim the space */
+        if (fdtab_compact(t) < 0) {
+            return -1;
+        }
+    }
+    if (reserve(t) < 0) {
+        return -1;
+    }
+    if (t->slots == NULL || (uint32_t)(t->used + 1) * 2u > t->mask + 1u) {
+        uint32_t mask;
+        int shift;
+        int32_t *slots = new_slots(t->len - t->holes + 1, &mask, &shift);
+        if (slots == NULL) {
+            return -1;
+        }
+        fill(t, slots, mask, shift);
+    }
+    int idx = t->len;
+    t->ent[idx].fd = fd;
+    t->ent[idx].events = events;
+    t->ent[idx].revents = 0;
+    if (t->tok) {
+        t->tok[idx] = token;
+    }
+    t->len++;
+    uint32_t j = fdtab_hash(t, fd);
+    while (t->slots[j] >= 0) {
+        j = (j + 1) & t->mask;
+    }
+    if (t->slots[j] == FDTAB_EMPTY) {
+        t->used++;
+    }
+    t->slots[j] = idx;
+    return idx;
+}
+
+void
+fdtab_remove(fs_fdtab *t, int idx)
+{
+    assert(idx >= 0 && idx < t->len && t->ent[idx].fd >= 0);
+    int fd = t->ent[idx].fd;
+    for (uint32_t i = fdtab_hash(t, fd);; i = (i + 1) & t->mask) {
+        if (t->slots[i] == idx) {
+            t->slots[i] = FDTAB_GONE;
+            break;
+        }
+    }
+    t->ent[idx].fd = -1;
+    t->ent[idx].events = 0;
+    t->holes++;
+    if (t->holes == t->len) {
+        /* empty again: restart cheaply */
+        t->len = 0;
+        t->holes = 0;
+        memset(t->slots, 0xff, (t->mask + 1u) * sizeof(int32_t));
+        t->used = 0;
+    }
+}
