@@ -8,11 +8,13 @@ directory: ``child_env()`` puts its directory first on ``PYTHONPATH``.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
-from typing import Any, Optional
+import warnings
+from typing import Any, Callable, Optional
 
 import fastsel
 
@@ -201,3 +203,30 @@ def timeout_objects() -> list:
         decimal.Decimal("1e400"), fractions.Fraction(-1, 2),
         fractions.Fraction(10**400), "0", b"0", [], object(), 0j,
     ]
+
+
+def fork_child(body: Callable[[], int]) -> int:
+    """Run body() in a forked child; return its exit status (0 = passed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # 3.12: fork + threads
+        pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            code = body()
+        except BaseException:                 # noqa: BLE001
+            import traceback
+            traceback.print_exc()
+            code = 98
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return -999
+        time.sleep(0.01)

@@ -17,10 +17,7 @@ import pytest
 
 import fastsel
 
-try:                                    # its one home, wherever that is
-    from _helpers import fork_child     # type: ignore[attr-defined]
-except ImportError:
-    from test_faults import fork_child
+from _helpers import fork_child
 
 pytestmark = pytest.mark.c_impl
 

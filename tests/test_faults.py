@@ -20,13 +20,12 @@ import sys
 import textwrap
 import threading
 import time
-import warnings
 from typing import Any, Callable, Iterator
 
 import pytest
 
 import fastsel
-from _helpers import child_env, open_fds, wait_until_blocked
+from _helpers import child_env, fork_child, open_fds, wait_until_blocked
 from conftest import FASTSEL as FAST
 from conftest import STDLIB as STD
 from conftest import SocketPair, outcome
@@ -464,33 +463,6 @@ def epoll_interest(epfd: int) -> set:
             if line.startswith("tfd:"):
                 out.add(int(line.split()[1]))
     return out
-
-
-def fork_child(body: Callable[[], int]) -> int:
-    """Run body() in a forked child; return its exit status (0 = passed)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)   # 3.12: fork + threads
-        pid = os.fork()
-    if pid == 0:
-        code = 99
-        try:
-            code = body()
-        except BaseException:                 # noqa: BLE001
-            import traceback
-            traceback.print_exc()
-            code = 98
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + 20
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return -999
-        time.sleep(0.01)
 
 
 @pytest.mark.c_impl

@@ -18,7 +18,6 @@ import faulthandler
 import os
 import select as std_select
 import signal
-import socket
 import sys
 import threading
 import time

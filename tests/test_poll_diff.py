@@ -10,7 +10,6 @@ import pickle
 import random
 import select as std_select
 import signal
-import sys
 import threading
 import time
 

@@ -8,7 +8,6 @@ say so when skipped.  Every test is bounded in time.
 """
 from __future__ import annotations
 
-import os
 import random
 import selectors as std_selectors
 import signal
