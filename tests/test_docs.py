@@ -39,7 +39,7 @@ BLOCKS = python_blocks()
 
 def test_docs_exist() -> None:
     for name in ["index", "getting-started", "mechanisms", "api", "differences",
-                 "performance", "asyncio"]:
+                 "performance", "asyncio", "internals"]:
         assert os.path.isfile(os.path.join(REPO, "docs", name + ".md")), name
     # the README's quick start is exactly the two documented commands
     with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
@@ -89,3 +89,18 @@ def test_benchmark_smoke(tmp_path) -> None:
     for row in (r"select\(\) timeout 0\s+1 fd, 1 ready\s+\S",
                 r"poll\.poll\(\) timeout 0\s+100 fds, 10 ready\s+\S"):
         assert re.search(row, proc.stdout), row
+
+
+def test_internals_lists_every_c_source() -> None:
+    """docs/internals.md's file table names exactly the files of src/_fastsel."""
+    with open(os.path.join(REPO, "docs", "internals.md"), encoding="utf-8") as f:
+        text = f.read()
+    table = text.split("## Files", 1)[1].split("\n## ", 1)[0]
+    named = set()
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            named.update(re.findall(r"`([\w.]+\.[ch])`", line.split("|")[1]))
+    on_disk = {n for n in os.listdir(os.path.join(REPO, "src", "_fastsel"))
+               if n.endswith((".c", ".h"))}
+    assert named == on_disk, (sorted(named - on_disk), sorted(on_disk - named))
+
