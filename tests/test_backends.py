@@ -19,6 +19,7 @@ import select as std_select
 import selectors as std_selectors
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -205,12 +206,17 @@ def test_change_after_close_fails(kernel_backend) -> None:
     backend.add(r, R, 1)
     os.close(r)
     os.close(w)
-    with pytest.raises(OSError) as info:
-        if backend.has_modify:
-            backend.modify(r, R, R | W, 2)
-        else:
-            backend.remove(r, R)
-    assert info.value.errno in (errno.EBADF, errno.ENOENT)
+    if backend.name == "kqueue" and sys.platform.startswith("linux"):
+        # libkqueue cannot see a close(2): the filters stay until deleted,
+        # so deleting them succeeds (a kernel kqueue dropped them: ENOENT)
+        backend.remove(r, R)
+    else:
+        with pytest.raises(OSError) as info:
+            if backend.has_modify:
+                backend.modify(r, R, R | W, 2)
+            else:
+                backend.remove(r, R)
+        assert info.value.errno in (errno.EBADF, errno.ENOENT)
     # the fd number can be registered afresh
     r2, w2 = os.pipe()
     try:

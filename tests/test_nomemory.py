@@ -17,6 +17,9 @@ from typing import Any, Callable
 import pytest
 
 import fastsel
+from conftest import skip_module_unless_c_impl
+
+skip_module_unless_c_impl()     # (PyPy's _testcapi fails to build on import)
 
 _testcapi = pytest.importorskip(
     "_testcapi", reason="this interpreter has no _testcapi (set_nomemory)")

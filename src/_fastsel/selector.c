@@ -468,7 +468,12 @@ static void
 debug_direct_max(void)
 {
     const char *v = getenv("FASTSEL_DEBUG_DIRECT_MAX");
-    long n = v != NULL ? strtol(v, NULL, 10) : 0;
+    /* digits by hand: glibc 2.38's headers map strtol() to
+     * __isoc23_strtol, too recent for the manylinux floor */
+    long n = 0;
+    for (; v != NULL && *v >= '0' && *v <= '9' && n < (1 << 20); v++) {
+        n = n * 10 + (*v - '0');
+    }
     if (n > 0 && n < (1 << 20)) {
         sel_direct_max = (int)n;
     }
