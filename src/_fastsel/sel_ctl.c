@@ -263,12 +263,9 @@ sel_do_unregister(sel_object *s, PyObject *fileobj)
         return sel_py_unregister(s, fileobj);
     }
     long cfd;
-    sel_slot *sl;
-    if (sel_find_slot(s, fileobj, &cfd, &sl) < 0) {
-        return NULL;
-    }
+    sel_slot *sl = sel_registered_slot(s, fileobj, &cfd);
     if (sl == NULL) {
-        return sel_err_not_registered(fileobj);
+        return NULL;
     }
     if (s->fork_seen != fs_fork_generation()) {
         /* fileno() forked: rebuild first (the slot may move) */

@@ -14,12 +14,9 @@ static PyObject *
 base_unregister(sel_object *s, PyObject *fileobj)
 {
     long cfd;
-    sel_slot *sl;
-    if (sel_find_slot(s, fileobj, &cfd, &sl) < 0) {
-        return NULL;
-    }
+    sel_slot *sl = sel_registered_slot(s, fileobj, &cfd);
     if (sl == NULL) {
-        return sel_err_not_registered(fileobj);
+        return NULL;
     }
     return slot_take(s, (int)cfd, sl);
 }

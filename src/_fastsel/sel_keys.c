@@ -126,15 +126,25 @@ sel_find_slot(sel_object *s, PyObject *fileobj, long *cfd, sel_slot **sl)
     return 0;
 }
 
-PyObject *
-sel_registered_key(sel_object *s, PyObject *fileobj, long *cfd)
+sel_slot *
+sel_registered_slot(sel_object *s, PyObject *fileobj, long *cfd)
 {
     sel_slot *sl;
     if (sel_find_slot(s, fileobj, cfd, &sl) < 0) {
         return NULL;
     }
     if (sl == NULL) {
-        return sel_err_not_registered(fileobj);
+        sel_err_not_registered(fileobj);
+    }
+    return sl;
+}
+
+PyObject *
+sel_registered_key(sel_object *s, PyObject *fileobj, long *cfd)
+{
+    sel_slot *sl = sel_registered_slot(s, fileobj, cfd);
+    if (sl == NULL) {
+        return NULL;
     }
     PyObject *key = slot_key(sl);
     Py_INCREF(key);

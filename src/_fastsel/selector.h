@@ -246,6 +246,9 @@ PyObject *sel_lookup(sel_object *s, PyObject *fileobj, long *cfd);
 /* The slot registered for fileobj (*cfd its fd): 0 with *sl (NULL: none),
  * or -1 with the lookup's exception. */
 int sel_find_slot(sel_object *s, PyObject *fileobj, long *cfd, sel_slot **sl);
+/* The slot registered for fileobj (*cfd its fd), or NULL with the lookup's
+ * exception or the stdlib's KeyError. */
+sel_slot *sel_registered_slot(sel_object *s, PyObject *fileobj, long *cfd);
 /* The key registered for fileobj (a new reference; *cfd its fd), or NULL
  * with the stdlib's KeyError. */
 PyObject *sel_registered_key(sel_object *s, PyObject *fileobj, long *cfd);
