@@ -58,9 +58,6 @@ def socks():
 # ---- 1. interest changes without the GIL ---------------------------------------
 
 @needs_debug
-@pytest.mark.xfail(strict=True, reason="defect 1 is open again: with the GIL released, "
-                   "overlapping changes of one fd could leave the kernel and the key table "
-                   "apart (seen once under ASan); the backends keep the GIL until that is fixed")
 @pytest.mark.parametrize("name,probe", KERNEL_CTL)
 def test_interest_changes_release_the_gil(name, probe, socks):
     """register/modify/unregister reach the kernel without the GIL, as

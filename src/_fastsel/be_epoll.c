@@ -132,10 +132,9 @@ const fs_backend_ops fs_epoll_backend = {
     .modify = epb_modify,
     .remove = epb_remove,
     .wait = epb_wait,
-    /* 0 for now: CI's ASan run caught the selector's overlapping changes of
-     * one fd leaving the kernel and the key table apart (issue 11, defect
-     * 1 is open again); the GIL serialises them meanwhile */
-    .ctl_nogil = 0,
+    /* epoll_ctl may block (a FUSE file's poll hook): without the GIL, as
+     * the stdlib's poller objects call it */
+    .ctl_nogil = 1,
 };
 
 #else  /* !__linux__ */

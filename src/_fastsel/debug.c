@@ -7,8 +7,10 @@
 #include "backend.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const syscall_names[FS_SYS_COUNT] = {
     "epoll_ctl", "epoll_wait", "kevent", "poll", "select",
@@ -17,12 +19,102 @@ static const char *const syscall_names[FS_SYS_COUNT] = {
 /* [sys][0]: calls made without the GIL, [sys][1]: with it held */
 static atomic_ulong syscall_calls[FS_SYS_COUNT][2];
 
+/* ---- the hold gate: _debug_hold(name, timeout) --------------------------
+ * Makes the next call of one kernel function wait, before it enters the
+ * kernel, until _debug_release() or until `timeout` seconds passed: the
+ * tests' way to run other threads' calls while one is "in the kernel" (as a
+ * FUSE poll hook would keep it), deterministically.  A call made with the
+ * GIL held waits too: then nothing else can run, and the timeout ends it. */
+
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
+static atomic_int hold_armed = -1;      /* fs_syscall to hold, -1: none */
+static int hold_waiting;                /* calls waiting at the gate */
+static unsigned long hold_round;        /* bumped by each release */
+static double hold_timeout;
+
+static void
+debug_hold(fs_syscall sys)
+{
+    int want = (int)sys;
+    if (!atomic_compare_exchange_strong(&hold_armed, &want, -1)) {
+        return;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    double t = (double)until.tv_sec + until.tv_nsec * 1e-9 + hold_timeout;
+    until.tv_sec = (time_t)t;
+    until.tv_nsec = (long)((t - (double)until.tv_sec) * 1e9);
+    pthread_mutex_lock(&hold_lock);
+    unsigned long round = hold_round;
+    hold_waiting++;
+    while (hold_round == round
+           && pthread_cond_timedwait(&hold_cond, &hold_lock, &until) == 0) {
+    }
+    hold_waiting--;
+    pthread_mutex_unlock(&hold_lock);
+}
+
 void
 fs_debug_syscall(fs_syscall sys)
 {
     int held = PyGILState_Check() ? 1 : 0;
     atomic_fetch_add_explicit(&syscall_calls[sys][held], 1,
                               memory_order_relaxed);
+    if (atomic_load_explicit(&hold_armed, memory_order_relaxed) >= 0) {
+        int saved = errno;
+        debug_hold(sys);
+        errno = saved;
+    }
+}
+
+/* _debug_hold(name, timeout): hold the next call of kernel function name */
+static PyObject *
+debug_hold_arm(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    const char *name;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "sd:_debug_hold", &name, &timeout)) {
+        return NULL;
+    }
+    for (int i = 0; i < FS_SYS_COUNT; i++) {
+        if (strcmp(syscall_names[i], name) == 0) {
+            if (!(timeout > 0 && timeout <= 600)) {
+                PyErr_SetString(PyExc_ValueError,
+                                "timeout must be in (0, 600] seconds");
+                return NULL;
+            }
+            pthread_mutex_lock(&hold_lock);
+            hold_timeout = timeout;
+            pthread_mutex_unlock(&hold_lock);
+            atomic_store(&hold_armed, i);
+            Py_RETURN_NONE;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "no kernel function '%s' is probed", name);
+    return NULL;
+}
+
+/* _debug_held() -> the number of calls waiting at the gate */
+static PyObject *
+debug_hold_count(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    pthread_mutex_lock(&hold_lock);
+    int n = hold_waiting;
+    pthread_mutex_unlock(&hold_lock);
+    return PyLong_FromLong(n);
+}
+
+/* _debug_release(): disarm, and let every waiting call go */
+static PyObject *
+debug_hold_release(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    atomic_store(&hold_armed, -1);
+    pthread_mutex_lock(&hold_lock);
+    hold_round++;
+    pthread_cond_broadcast(&hold_cond);
+    pthread_mutex_unlock(&hold_lock);
+    Py_RETURN_NONE;
 }
 
 /* _debug_syscalls() -> {name: (calls without the GIL, calls with it)} */
@@ -369,6 +461,16 @@ static PyMethodDef debug_methods[] = {
     {"_debug_syscalls", debug_syscalls, METH_NOARGS,
      "_debug_syscalls()\n--\n\nKernel calls so far, by GIL state (debug "
      "builds only)."},
+    {"_debug_hold", debug_hold_arm, METH_VARARGS,
+     "_debug_hold(name, timeout)\n--\n\nMake the next call of kernel "
+     "function name wait until _debug_release() or timeout (debug builds "
+     "only)."},
+    {"_debug_held", debug_hold_count, METH_NOARGS,
+     "_debug_held()\n--\n\nCalls waiting at the hold (debug builds "
+     "only)."},
+    {"_debug_release", debug_hold_release, METH_NOARGS,
+     "_debug_release()\n--\n\nDisarm the hold and let waiting calls go "
+     "(debug builds only)."},
     {NULL, NULL, 0, NULL},
 };
 

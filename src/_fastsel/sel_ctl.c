@@ -21,25 +21,28 @@ ctl_call(const fs_backend_ops *ops, fs_backend *be, ctl_op op, int fd,
     }
 }
 
-/* An interest change of fd, from its kernel call to the end of its
- * bookkeeping.  Where the kind's backend enters the kernel, the GIL is
- * released around the call, as the stdlib's poller objects do (a FUSE file's
- * poll hook may wait on a thread of this process); then
- *  - the change's record in s->ctls keeps close() from freeing the backend
- *    until ctl_leave();
- *  - the caller must look its slot up again after the call: other threads
- *    may have changed the table (and moved or grown it);
- *  - when another change of the same fd overlaps (marked in both records),
- *    the kernel may hold either outcome: ctl_leave() then makes it hold
- *    what the table holds. */
+/* The kernel's interest in fd is what this selector last asked for, in the
+ * order the calls were made (GIL order); each slot notes it (kev), apart
+ * from the key's events, which mask results: as with the stdlib's dict and
+ * poller object, the two can differ (Python code run inside modify() may
+ * change the fd's registration between the kernel call and the key store).
+ *
+ * Where the kind's backend enters the kernel, the GIL is released around
+ * each call, as the stdlib's poller objects do (a FUSE file's poll hook may
+ * wait on a thread of this process).  Other threads then run meanwhile: two
+ * calls of one fd may overlap and land in either order, and fd's slot may
+ * change.  So each call is recorded in s->ctls (on its caller's stack) while
+ * it runs; another call of its fd then (`raced`) or a change of fd's slot
+ * (`touched`, sel_ctl_touch) makes it end with a resync: the kernel is made
+ * to hold the fd's kev.  A record also keeps close() from freeing the
+ * backend under the call.  After a call the caller must look its slot up
+ * again: the table may have changed (and moved or grown). */
 static inline void
 ctl_enter(sel_object *s, sel_ctl_rec *rec, int fd)
 {
     rec->fd = fd;
     rec->raced = 0;
-    if (!s->ops->ctl_nogil) {
-        return;                     /* nothing can run in between */
-    }
+    rec->touched = 0;
     for (sel_ctl_rec *r = s->ctls; r != NULL; r = r->next) {
         if (r->fd == fd) {
             r->raced = rec->raced = 1;
@@ -47,6 +50,16 @@ ctl_enter(sel_object *s, sel_ctl_rec *rec, int fd)
     }
     rec->next = s->ctls;
     s->ctls = rec;
+}
+
+void
+sel_ctl_touch_slow(sel_object *s, long fd)
+{
+    for (sel_ctl_rec *r = s->ctls; r != NULL; r = r->next) {
+        if (r->fd == fd) {
+            r->touched = 1;
+        }
+    }
 }
 
 /* The kernel call: 0, or -1 with errno. */
@@ -73,75 +86,150 @@ ctl_kernel(sel_object *s, ctl_op op, int fd, int old, int events,
     return rc;
 }
 
-/* Unlink rec; 1 if another change of its fd overlapped it. */
+/* Unlink rec; 1 if others ran on its fd meanwhile (ctl_settle must resync
+ * the fd). */
 static int
 ctl_unlink(sel_object *s, sel_ctl_rec *rec)
 {
-    if (!s->ops->ctl_nogil) {
-        return 0;
-    }
     sel_ctl_rec **p = &s->ctls;
     while (*p != NULL && *p != rec) {
         p = &(*p)->next;
     }
     if (*p == NULL) {
-        /* a fork in Python code run during the bookkeeping: the child's
-         * rebuilt backend has nothing in flight */
+        /* a fork in Python code run meanwhile: the child's rebuilt backend
+         * has nothing in flight */
         return 0;
     }
     *p = rec->next;
     if (s->closed) {
         sel_finish_close(s);        /* close() may have left it to us */
     }
-    return rec->raced;
+    return rec->raced || rec->touched;
 }
 
-/* After a change that overlapped others of the same fd: make the kernel
- * hold what the table now holds for fd.  A round that overlaps yet another
- * change is repeated (that one will resync too), hence the bound. */
+/* One resync round: make the kernel hold fd's kev (none without a slot). */
 static void
-ctl_resync(sel_object *s, int fd)
+ctl_resync_round(sel_object *s, int fd, const sel_ctl_rec *rec)
+{
+    const int all = FS_READ | FS_WRITE;
+    sel_slot *sl = slot_find(s, fd);
+    if (sl == NULL || !(sl->kev & SEL_KEV_IN)) {
+        (void)ctl_kernel(s, CTL_REMOVE, fd, all, 0, 0);
+        return;
+    }
+    int events = sl->kev & all;
+    uint64_t token = make_token(fd, sl->gen);
+    if (s->ops->modify == NULL) {
+        /* kqueue: drop both filters, add the wanted ones */
+        (void)ctl_kernel(s, CTL_REMOVE, fd, all, 0, 0);
+        if (events && !rec->raced) {
+            (void)ctl_kernel(s, CTL_ADD, fd, 0, events, token);
+        }
+    }
+    else if (ctl_kernel(s, CTL_MODIFY, fd, all, events, token) < 0
+             && errno == ENOENT && !rec->raced) {
+        (void)ctl_kernel(s, CTL_ADD, fd, 0, events, token);
+    }
+}
+
+/* After a call that others ran beside (raced != 0): resync fd.  A round
+ * run beside in turn is repeated; a call that raced it is marked too and
+ * resyncs when it ends, hence the bound. */
+static void
+ctl_settle(sel_object *s, int fd, int raced)
 {
     int saved = errno;
-    int raced = 1;
     for (int round = 0; raced && round < 16 && !s->closed; round++) {
         sel_ctl_rec rec;
         ctl_enter(s, &rec, fd);
-        sel_slot *sl = slot_find(s, fd);
-        if (sl == NULL) {
-            (void)ctl_kernel(s, CTL_REMOVE, fd, FS_READ | FS_WRITE, 0, 0);
-        }
-        else {
-            int events = sl->events;
-            uint64_t token = make_token(fd, sl->gen);
-            if (ctl_kernel(s, CTL_MODIFY, fd, FS_READ | FS_WRITE, events,
-                           token) < 0 && errno == ENOENT && !rec.raced) {
-                /* not in the kernel (epoll): add it */
-                (void)ctl_kernel(s, CTL_ADD, fd, 0, events, token);
-            }
-        }
+        ctl_resync_round(s, fd, &rec);
         raced = ctl_unlink(s, &rec);
     }
     errno = saved;
 }
 
-static void
-ctl_leave(sel_object *s, sel_ctl_rec *rec)
+/* One interest change of fd: kev of fd's slot (if any) notes what the
+ * kernel will hold, then the recorded kernel call.  With `pending`, the
+ * resync is left to the caller (*pending: whether one is due), for after
+ * its own bookkeeping.  0, or -1 with errno. */
+static int
+ctl_change(sel_object *s, ctl_op op, int fd, int old, int events,
+           uint64_t token, int *pending)
 {
-    if (ctl_unlink(s, rec)) {
-        ctl_resync(s, rec->fd);
+    sel_slot *sl = slot_find(s, fd);
+    if (sl != NULL) {
+        sl->kev = op == CTL_REMOVE
+            ? 0 : (uint8_t)((events & (FS_READ | FS_WRITE)) | SEL_KEV_IN);
     }
+    sel_ctl_rec rec;
+    ctl_enter(s, &rec, fd);
+    int rc = ctl_kernel(s, op, fd, old, events, token);
+    int err = errno;
+    int due = ctl_unlink(s, &rec);
+    if (pending != NULL) {
+        *pending = due;
+    }
+    else {
+        ctl_settle(s, fd, due);
+    }
+    errno = err;
+    return rc;
+}
+
+/* After the kernel refused a register or modify (errno err), the stdlib's
+ * `except: super().unregister(fileobj); raise`: fd's key goes and the
+ * OSError is raised, or, when another thread unregistered fd meanwhile,
+ * the KeyError of that unregister (its context the OSError).  1 if a key
+ * was dropped. */
+static int
+ctl_refused(sel_object *s, PyObject *fileobj, long cfd, int err)
+{
+    sel_slot *sl = slot_find(s, cfd);
+    if (sl != NULL) {
+        Py_DECREF(slot_take(s, (int)cfd, sl));
+        fs_errno_error(err);
+        return 1;
+    }
+    fs_errno_error(err);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    sel_err_not_registered(fileobj);
+    if (value != NULL) {
+        PyObject *t2, *v2, *tb2;
+        PyErr_Fetch(&t2, &v2, &tb2);
+        PyErr_NormalizeException(&t2, &v2, &tb2);
+        if (v2 != NULL) {
+            PyException_SetContext(v2, value);  /* steals value */
+            PyException_SetCause(v2, NULL);     /* `from None` */
+        }
+        else {
+            Py_DECREF(value);
+        }
+        PyErr_Restore(t2, v2, tb2);
+    }
+    return 0;
 }
 
 void
 sel_readd_all(sel_object *s)
 {
-    /* a forked child: one thread, the GIL held throughout */
+    /* a forked child: one thread, the GIL held throughout; the parent's
+     * kernel object held each fd's kev */
     for (int32_t fd = s->head; fd >= 0;) {
         sel_slot *sl = slot_find(s, fd);
         assert(sl != NULL);
-        if (sl->events) {
-            (void)s->ops->add(s->be, fd, sl->events, make_token(fd, sl->gen));
+        int events = sl->kev & (FS_READ | FS_WRITE);
+        if ((sl->kev & SEL_KEV_IN) && events) {
+            (void)s->ops->add(s->be, fd, events, make_token(fd, sl->gen));
+        }
+        else {
+            sl->kev = 0;
         }
         fd = sl->next;
     }
@@ -160,21 +248,15 @@ register_key(sel_object *s, int fd, PyObject *key, int mask, int isbool)
         Py_DECREF(key);
         return NULL;
     }
-    uint32_t gen = sl->gen;
-    sel_ctl_rec rec;
-    ctl_enter(s, &rec, fd);
-    if (ctl_kernel(s, CTL_ADD, fd, 0, mask, make_token(fd, gen)) < 0) {
-        int err = errno;
-        sl = slot_find(s, fd);
-        if (sl != NULL && sl->gen == gen) {
-            Py_DECREF(slot_take(s, fd, sl));
-        }
-        ctl_leave(s, &rec);
+    int pending;
+    if (ctl_change(s, CTL_ADD, fd, 0, mask, make_token(fd, sl->gen),
+                   &pending) < 0) {
+        (void)ctl_refused(s, PyTuple_GET_ITEM(key, 0), fd, errno);
+        ctl_settle(s, fd, pending);
         Py_DECREF(key);
-        fs_errno_error(err);
         return NULL;
     }
-    ctl_leave(s, &rec);
+    ctl_settle(s, fd, pending);
     return key;
 }
 
@@ -280,11 +362,18 @@ sel_do_unregister(sel_object *s, PyObject *fileobj)
     /* the stdlib's order: the key goes, then the poller is told */
     PyObject *key = slot_take(s, (int)cfd, sl);
     /* an fd closed since registration makes the kernel refuse: ignored */
-    sel_ctl_rec rec;
-    ctl_enter(s, &rec, (int)cfd);
-    (void)ctl_kernel(s, CTL_REMOVE, (int)cfd, events, 0, 0);
-    ctl_leave(s, &rec);
+    int missing = ctl_change(s, CTL_REMOVE, (int)cfd, events, 0, 0, NULL) < 0
+                  && errno == ENOENT && s->kind->unregister_missing;
     if (s->kind->bool_warn_ctl && sel_warn_bool_fd(isbool)) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    if (missing) {
+        PyObject *fd = PyLong_FromLong(cfd);
+        if (fd != NULL) {
+            PyErr_SetObject(PyExc_KeyError, fd);
+            Py_DECREF(fd);
+        }
         Py_DECREF(key);
         return NULL;
     }
@@ -326,18 +415,17 @@ modify_drop(sel_object *s, long cfd, sel_slot *sl)
 {
     int old = sl->events;
     Py_DECREF(slot_take(s, (int)cfd, sl));
-    sel_ctl_rec rec;
-    ctl_enter(s, &rec, (int)cfd);
-    (void)ctl_kernel(s, CTL_REMOVE, (int)cfd, old, 0, 0);
-    ctl_leave(s, &rec);
+    (void)ctl_change(s, CTL_REMOVE, (int)cfd, old, 0, 0, NULL);
 }
 
-/* _PollLikeSelector.modify's one kernel modify (no validation of events).
- * Returns the previous kernel mask with rec entered (the caller leaves it
- * after its bookkeeping), or -1 with an exception and rec not entered. */
+/* _PollLikeSelector.modify's one kernel modify (no validation of events):
+ * the new poller mask, or -1 with an exception.  *pending: other threads
+ * ran on fd during the call (the caller resyncs); *gen: the registration
+ * the call was made for. */
 static int
 modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
-                     PyObject *key, PyObject *events, sel_ctl_rec *rec)
+                     PyObject *key, PyObject *events, int *pending,
+                     uint32_t *gen)
 {
     int mask = sel_poller_mask(events);
     if (mask < 0) {
@@ -367,62 +455,64 @@ modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
         sel_err_not_registered(fileobj);
         return -1;
     }
-    int old_mask = sl->events;
-    uint32_t gen = sl->gen;
-    ctl_enter(s, rec, (int)cfd);
-    if (ctl_kernel(s, CTL_MODIFY, (int)cfd, old_mask, mask,
-                   make_token((int)cfd, gen)) < 0) {
-        int err = errno;
-        sl = slot_find(s, cfd);
-        if (sl != NULL && sl->gen == gen) {
-            modify_drop(s, cfd, sl);
+    int old = sl->events;
+    *gen = sl->gen;
+    if (ctl_change(s, CTL_MODIFY, (int)cfd, old, mask,
+                   make_token((int)cfd, sl->gen), pending) < 0) {
+        if (ctl_refused(s, fileobj, cfd, errno)) {
+            /* any kernel leftover goes too, so that the fd can be
+             * registered again */
+            (void)ctl_change(s, CTL_REMOVE, (int)cfd, old, 0, 0, NULL);
         }
-        ctl_leave(s, rec);
-        fs_errno_error(err);
+        ctl_settle(s, (int)cfd, *pending);
         return -1;
     }
-    sl = slot_find(s, cfd);
-    if (sl != NULL && slot_key(sl) == key) {
-        sl->events = (uint8_t)mask;
-    }
-    return old_mask;
+    return mask;
 }
 
 /* _PollLikeSelector.modify (epoll, poll) after the lookup; ne: whether
- * events != key.events. */
+ * events != key.events; mask: the key's poller mask. */
 static PyObject *
 modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
-              int ne, PyObject *events, PyObject *data)
+              int ne, int mask, PyObject *events, PyObject *data)
 {
-    int old_mask = -1;
-    sel_ctl_rec rec;
+    int pending = 0;
+    uint32_t gen = 0;
     if (ne) {
-        old_mask = modify_poller_kernel(s, fileobj, cfd, key, events, &rec);
-        if (old_mask < 0) {
+        mask = modify_poller_kernel(s, fileobj, cfd, key, events, &pending,
+                                    &gen);
+        if (mask < 0) {
             return NULL;
         }
     }
-    /* the kernel change is not over until the key is replaced: another
-     * change of fd meanwhile is an overlap (ctl_leave) */
-    PyObject *result;
+    /* As the stdlib: data is compared after the kernel call, and then the
+     * new key is stored whatever Python code did to fd's registration
+     * meanwhile (even one that unregistered it).  But if another thread
+     * replaced or removed the registration while the kernel call ran, this
+     * modify counts as the one before: its key is not stored. */
     int dne = sel_not_equal(data, PyTuple_GET_ITEM(key, 3));
-    if (dne < 0) {
-        sel_slot *sl = slot_find(s, cfd);
-        if (old_mask >= 0 && sl != NULL && slot_key(sl) == key) {
-            /* the key keeps its events: so does result masking */
-            sl->events = (uint8_t)old_mask;
-        }
-        result = NULL;
-    }
-    else if (!ne && !dne) {
+    if (dne == 0 && !ne) {
         Py_INCREF(key);
-        result = key;
+        return key;
     }
-    else {
-        result = sel_replace_key(s, cfd, key, events, data);
+    PyObject *result = NULL;
+    if (dne >= 0) {
+        result = sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
+                             PyTuple_GET_ITEM(key, 1), events, data);
     }
-    if (ne) {
-        ctl_leave(s, &rec);
+    sel_slot *sl = slot_find(s, cfd);
+    int store = !pending || (sl != NULL && sl->gen == gen);
+    if (result != NULL && store && slot_put(s, (int)cfd, result, mask) < 0) {
+        Py_CLEAR(result);
+    }
+    if (pending) {
+        /* a call of fd issued after ours may have landed first: the kernel
+         * follows the key stored last */
+        sl = slot_find(s, cfd);
+        if (result != NULL && store && sl != NULL && slot_key(sl) == result) {
+            sl->kev = (uint8_t)(mask | SEL_KEV_IN);
+        }
+        ctl_settle(s, (int)cfd, 1);
     }
     return result;
 }
@@ -430,7 +520,7 @@ modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
 /* _BaseSelectorImpl.modify (select, kqueue) after the lookup. */
 static PyObject *
 modify_base(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
-            int ne, PyObject *events, PyObject *data)
+            int ne, int mask, PyObject *events, PyObject *data)
 {
     if (ne) {
         if (sel_plain(s)) {
@@ -464,7 +554,7 @@ modify_base(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
         Py_INCREF(key);
         return key;
     }
-    return sel_replace_key(s, cfd, key, PyTuple_GET_ITEM(key, 2), data);
+    return sel_replace_key(s, cfd, key, PyTuple_GET_ITEM(key, 2), data, mask);
 }
 
 PyObject *
@@ -484,16 +574,19 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
         return sel_py_modify(s, fileobj, events, data);
     }
     long cfd;
-    PyObject *key = sel_registered_key(s, fileobj, &cfd);
-    if (key == NULL) {
+    sel_slot *sl = sel_registered_slot(s, fileobj, &cfd);
+    if (sl == NULL) {
         return NULL;
     }
+    PyObject *key = slot_key(sl);
+    int mask = sl->events;
+    Py_INCREF(key);
     PyObject *result = NULL;
     int ne = sel_not_equal(events, PyTuple_GET_ITEM(key, 2));
     if (ne >= 0) {
         result = s->kind->modify_poller
-            ? modify_poller(s, fileobj, cfd, key, ne, events, data)
-            : modify_base(s, fileobj, cfd, key, ne, events, data);
+            ? modify_poller(s, fileobj, cfd, key, ne, mask, events, data)
+            : modify_base(s, fileobj, cfd, key, ne, mask, events, data);
     }
     Py_DECREF(key);
     return result;

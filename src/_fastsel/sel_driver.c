@@ -129,7 +129,8 @@ sel_py_modify(sel_object *s, PyObject *fileobj, PyObject *events,
         Py_INCREF(result);
         goto done;
     }
-    result = sel_replace_key(s, cfd, key, events, data);
+    /* the driver's kernel object keeps the interest: the slot, none */
+    result = sel_replace_key(s, cfd, key, events, data, 0);
 done:
     Py_DECREF(key);
     return result;

@@ -330,17 +330,16 @@ sel_register_key(sel_object *s, PyObject *fileobj, PyObject *events,
 
 PyObject *
 sel_replace_key(sel_object *s, long cfd, PyObject *key, PyObject *events,
-                PyObject *data)
+                PyObject *data, int mask)
 {
     PyObject *result = sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
                                    PyTuple_GET_ITEM(key, 1), events, data);
     if (result == NULL) {
         return NULL;
     }
-    sel_slot *sl = slot_find(s, cfd);
-    if (sl != NULL && slot_key(sl) == key) {
-        Py_INCREF(result);
-        slot_set_key(sl, result);
+    if (slot_put(s, (int)cfd, result, mask) < 0) {
+        Py_DECREF(result);
+        return NULL;
     }
     return result;
 }

@@ -82,6 +82,7 @@ const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
         .timeout = sel_poll_timeout,
         .modify_poller = 1,
         .bool_warn_ctl = 1,
+        .unregister_missing = 1,
         .batch = INT_MAX,
         .selector_cls = poll_cls,
         .is_native = poll_native,

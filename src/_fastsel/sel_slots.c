@@ -68,6 +68,17 @@ slot_linked(sel_object *s, int32_t fd)
     return sl;
 }
 
+/* bool_warn_select's counts of bool fds read / written: d = +1 or -1 */
+static inline void
+slot_count_bool(sel_object *s, const sel_slot *sl, int d)
+{
+    if (sl->boolfd && s->kind->bool_warn_select) {
+        s->nbool[0] += d * ((sl->events & FS_READ) != 0);
+        s->nbool[1] += d * ((sl->events & FS_WRITE) != 0);
+        assert(s->nbool[0] >= 0 && s->nbool[1] >= 0);
+    }
+}
+
 static void
 slot_link(sel_object *s, int fd, sel_slot *sl)
 {
@@ -84,10 +95,7 @@ slot_link(sel_object *s, int fd, sel_slot *sl)
     }
     s->tail = fd;
     s->count++;
-    if (sl->boolfd && s->kind->bool_warn_select) {
-        s->nbool[0] += (sl->events & FS_READ) != 0;
-        s->nbool[1] += (sl->events & FS_WRITE) != 0;
-    }
+    slot_count_bool(s, sl, 1);
     SEL_CHECK(s);
 }
 
@@ -103,7 +111,9 @@ slot_store(sel_object *s, int fd, PyObject *key, int events, int boolfd)
     sl->gen = ++s->next_gen;
     sl->events = (uint8_t)events;
     sl->boolfd = (uint8_t)boolfd;
+    sl->kev = 0;                /* the caller's kernel call sets it */
     slot_link(s, fd, sl);
+    sel_ctl_touch(s, fd);
     return sl;
 }
 
@@ -111,6 +121,7 @@ PyObject *
 slot_take(sel_object *s, int fd, sel_slot *sl)
 {
     assert(s->count > 0 && sl->obj != 0 && slot_find(s, fd) == sl);
+    sel_ctl_touch(s, fd);
     PyObject *key = slot_key(sl);
     PyObject *res = slot_res(sl);
     if (sl->prev >= 0) {
@@ -133,11 +144,7 @@ slot_take(sel_object *s, int fd, sel_slot *sl)
         Py_INCREF(key);         /* the tuple held it */
     }
     sl->obj = 0;
-    if (sl->boolfd && s->kind->bool_warn_select) {
-        s->nbool[0] -= (sl->events & FS_READ) != 0;
-        s->nbool[1] -= (sl->events & FS_WRITE) != 0;
-        assert(s->nbool[0] >= 0 && s->nbool[1] >= 0);
-    }
+    slot_count_bool(s, sl, -1);
     if (fd >= SEL_DIRECT_MAX) {
         /* the far entry moves: sl is invalid after this */
         sel_far *f = slot_far(sl);
@@ -150,13 +157,24 @@ slot_take(sel_object *s, int fd, sel_slot *sl)
     return key;
 }
 
-void
-slot_set_key(sel_slot *sl, PyObject *key)
+int
+slot_put(sel_object *s, int fd, PyObject *key, int events)
 {
-    assert(sl->obj != 0 && key != NULL);
-    PyObject *old = slot_obj(sl);
+    sel_slot *sl = slot_find(s, fd);
+    if (sl == NULL) {
+        return slot_store(s, fd, key, events,
+                          PyBool_Check(PyTuple_GET_ITEM(key, 1))) ? 1 : -1;
+    }
+    sel_ctl_touch(s, fd);
+    slot_count_bool(s, sl, -1);
+    sl->events = (uint8_t)events;
+    slot_count_bool(s, sl, 1);
+    PyObject *prev = slot_obj(sl);
+    Py_INCREF(key);
     sl->obj = (uintptr_t)key;
-    Py_DECREF(old);
+    SEL_CHECK(s);
+    Py_DECREF(prev);            /* may run code: the slot is consistent */
+    return 0;
 }
 
 void

@@ -67,6 +67,10 @@ struct sel_kind {
     int bool_warn_ctl;          /* the poller converts key.fd in register,
                                  * unregister and modify (3.13 warns) */
     int bool_warn_select;       /* select.select() converts every key.fd */
+    /* unregister() of a key the kernel object lacks (modify() stored it
+     * again after an unregister run inside it) raises the poller's
+     * KeyError(fd), as select.poll's unregister() does */
+    int unregister_missing;
     /* events per wait: a full batch is drained with non-blocking waits;
      * INT_MAX: room for every registration (the mechanism rescans) */
     int batch;
@@ -104,10 +108,15 @@ typedef struct {
     uintptr_t obj;          /* key | cached result | 1; 0: slot free */
     uint32_t gen;           /* generation of this registration */
     int32_t prev, next;     /* registration order (fds), -1: none */
-    uint8_t events;         /* kernel interest == result mask (FS_*) */
+    uint8_t events;         /* the key's events as FS_*: masks results */
     uint8_t res_mask;
     uint8_t boolfd;         /* key.fd is a bool (3.13 warns on its use) */
+    /* what this selector last asked the kernel for the fd (sel_ctl.c):
+     * FS_* | SEL_KEV_IN; 0: nothing */
+    uint8_t kev;
 } sel_slot;
+
+#define SEL_KEV_IN 0x80
 
 #if UINTPTR_MAX == UINT64_MAX
 _Static_assert(sizeof(sel_slot) == 24, "a slot is 24 bytes on 64-bit");
@@ -119,11 +128,12 @@ typedef struct {
     sel_slot slot;
 } sel_far;
 
-/* One interest change in flight without the GIL, on its caller's stack. */
+/* One interest change in flight (sel_ctl.c), on its caller's stack. */
 typedef struct sel_ctl_rec {
     struct sel_ctl_rec *next;
     int fd;
-    int raced;              /* another change of fd overlapped this one */
+    int raced;              /* another kernel call of fd overlapped it */
+    int touched;            /* fd's slot changed meanwhile */
 } sel_ctl_rec;
 
 typedef struct {
@@ -138,7 +148,7 @@ typedef struct {
     PyObject *driver;
     int closed;
     int busy;               /* a select() owns evbuf and the backend wait */
-    /* interest changes running without the GIL (sel_ctl.c), or NULL */
+    /* interest changes in flight (sel_ctl.c), or NULL */
     struct sel_ctl_rec *ctls;
     unsigned long fork_seen;
     sel_slot *slots;        /* indexed by fd < cap */
@@ -218,11 +228,28 @@ make_token(int fd, uint32_t gen)
  * registration order; NULL with MemoryError. */
 sel_slot *slot_store(sel_object *s, int fd, PyObject *key, int events,
                      int boolfd);
+/* Every change of fd's slot (store, take, put) marks the interest changes
+ * of fd in flight (sel_ctl.c): the kernel may have to follow the table. */
+void sel_ctl_touch_slow(sel_object *s, long fd);
+
+static inline void
+sel_ctl_touch(sel_object *s, long fd)
+{
+    if (s->ctls != NULL) {
+        sel_ctl_touch_slow(s, fd);
+    }
+}
+
 /* Unlink fd's slot and return its key (a new reference to the caller);
  * the cached result is released.  A far slot moves: sl is invalid after. */
 PyObject *slot_take(sel_object *s, int fd, sel_slot *sl);
-/* Replace a slot's key (modify): the cached result goes with the old key. */
-void slot_set_key(sel_slot *sl, PyObject *key);
+/* modify()'s `_fd_to_key[fd] = key`, done after Python code that may have
+ * changed fd's registration: fd's slot gets key (the slot takes a
+ * reference) and its poller mask `events`; with no slot (unregistered
+ * meanwhile) key is registered again, as in the stdlib's dict, but not in
+ * the kernel.  0 (replaced), 1 (registered again), or -1 with
+ * MemoryError. */
+int slot_put(sel_object *s, int fd, PyObject *key, int events);
 /* Forget every key (close() and tp_clear). */
 void sel_forget_all(sel_object *s);
 /* FASTSEL_DEBUG: assert the table's invariants (whole table when small). */
@@ -265,10 +292,11 @@ int sel_not_equal(PyObject *a, PyObject *b);
 /* A SelectorKey on the stdlib's namedtuple type, or NULL. */
 PyObject *sel_new_key(fs_state *st, PyObject *fileobj, PyObject *fd,
                       PyObject *events, PyObject *data);
-/* A new key for a modify() that changed events or data; stored in fd's
- * slot if the slot still holds `key` (Python code may have run). */
+/* A new key for a modify() that changed events or data (mask: its poller
+ * mask), stored for fd as the stdlib's `_fd_to_key[key.fd] = key` does
+ * (slot_put); a new reference, or NULL. */
 PyObject *sel_replace_key(sel_object *s, long cfd, PyObject *key,
-                          PyObject *events, PyObject *data);
+                          PyObject *events, PyObject *data, int mask);
 /* A bound Python function's texts for any argument of a parameterless
  * method of the stdlib's: 0, or -1 with TypeError. */
 int sel_no_args(sel_object *s, int meth, const char *name,
