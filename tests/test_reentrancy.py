@@ -154,6 +154,59 @@ def test_reentrant_selectors(name: str, case: str, socks: list) -> None:
     assert res[1] == res[0]
 
 
+# ---- modify(): data's __ne__ changes the fd's registration ------------------
+# The stdlib's modify() tells the poller first, compares data (running its
+# __ne__) and then stores the new key whatever the comparison did: the key and
+# the kernel may then disagree, and a key may come back after an unregister.
+# fastsel gives the same keys, results and errors.
+
+NE_ACTIONS = {
+    "modify-data": lambda sel, a: sel.modify(a, 1, "inner"),
+    "modify-write": lambda sel, a: sel.modify(a, 2, "inner"),
+    "modify-both": lambda sel, a: sel.modify(a, 3, "inner"),
+    "unregister": lambda sel, a: sel.unregister(a),
+    "unregister-register": lambda sel, a: (sel.unregister(a), sel.register(a, 3, "x")),
+}
+
+
+def _describe(sel, a) -> tuple:
+    """What the stdlib's user can see: the key, a select(0), then whether
+    unregister() and register() again work."""
+    key = outcome(lambda: (sel.get_key(a).events, type(sel.get_key(a).data).__name__))
+    ready = sorted((k.fd, ev, k.events) for k, ev in sel.select(0))
+    gone = outcome(lambda: sel.unregister(a).events)
+    again = outcome(lambda: sel.register(a, 1).events)
+    return key, ready, gone, again
+
+
+@pytest.mark.parametrize("name", STD_KINDS)
+@pytest.mark.parametrize("events", [1, 2], ids=["same-events", "new-events"])
+@pytest.mark.parametrize("case", sorted(NE_ACTIONS))
+def test_modify_data_ne_changes_the_registration(name: str, case: str, events: int,
+                                                 socks: list) -> None:
+    a = socks[0]                    # readable and writable
+    res = []
+    for impl in (STD, FAST):
+        sel = getattr(impl.selectors, name)()
+
+        class Ne:
+            calls = 0
+
+            def __ne__(self, other: object) -> bool:
+                Ne.calls += 1
+                if Ne.calls == 1:
+                    NE_ACTIONS[case](sel, a)
+                return True
+        try:
+            sel.register(a, 1, "d0")
+            got = outcome(lambda: (lambda k: (k.events, type(k.data).__name__))(
+                sel.modify(a, events, Ne())))
+            res.append((got, Ne.calls, _describe(sel, a)))
+        finally:
+            sel.close()
+    assert res[1] == res[0]
+
+
 @pytest.mark.c_impl
 @pytest.mark.parametrize("name", FAST_KINDS)
 @pytest.mark.parametrize("case", sorted(SEL_CLOSING))

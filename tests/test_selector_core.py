@@ -175,6 +175,148 @@ def test_concurrent_register_unregister_select_close(name, socks):
     assert rounds >= 2
 
 
+# ---- 1b. other threads' calls while one call is in the kernel ----------------------
+# A debug build's hold gate keeps the next epoll_ctl/kevent from entering the
+# kernel until released: another thread's call on the same fd then runs while
+# the held one is "in the kernel", as it would while a FUSE file's poll hook
+# waits.  Were the GIL kept there, nothing could run until the gate's timeout.
+# The outcome must be one of the stdlib's own (with its poller call run just
+# before or just after the other thread's call), and leave the kernel as the
+# key table says.
+
+HOLD_TIMEOUT = 30.0                 # reached only if the GIL is kept (a failure)
+
+# held call | the other thread's call; `a` is registered for reading first
+OVERLAPS = {
+    "modify|modify-data": (lambda sel, a, b: sel.modify(a, W, "t"),
+                           lambda sel, a, b: sel.modify(a, R, "m")),
+    "modify|modify-events": (lambda sel, a, b: sel.modify(a, W, "t"),
+                             lambda sel, a, b: sel.modify(a, R | W, "m")),
+    "modify|unregister": (lambda sel, a, b: sel.modify(a, W, "t"),
+                          lambda sel, a, b: sel.unregister(a)),
+    "modify|unregister-register": (lambda sel, a, b: sel.modify(a, W, "t"),
+                                   lambda sel, a, b: (sel.unregister(a),
+                                                      sel.register(a, R, "m"))),
+    "unregister|register": (lambda sel, a, b: sel.unregister(a),
+                            lambda sel, a, b: sel.register(a, W, "m")),
+    "register|unregister": (lambda sel, a, b: sel.register(b, R, "t"),
+                            lambda sel, a, b: sel.unregister(b)),
+    "register|modify": (lambda sel, a, b: sel.register(b, R, "t"),
+                        lambda sel, a, b: sel.modify(b, W, "m")),
+    "register|modify-data": (lambda sel, a, b: sel.register(b, R, "t"),
+                             lambda sel, a, b: sel.modify(b, R, "m")),
+}
+
+
+def _key_view(k, names):
+    return None if k is None else (names[id(k.fileobj)], k.events, k.data)
+
+
+def _overlap_outcome(sel, a, b, held_out, other_out):
+    """What a user of sel can see afterwards, with fileobjs as names."""
+    names = {id(a): "a", id(b): "b"}
+
+    def view(out):
+        if out[0] == "ok" and isinstance(out[1], tuple) and hasattr(out[1], "fileobj"):
+            return ("ok", _key_view(out[1], names))
+        return out[:3] if out[0] == "raise" else ("ok", None)
+    keys = sorted((_key_view(k, names) for k in sel.get_map().values()), key=repr)
+    ready = sorted((names[id(k.fileobj)], ev, k.events) for k, ev in sel.select(0))
+    return view(held_out), view(other_out), keys, ready
+
+
+def _outcome(fn):
+    try:
+        return ("ok", fn())
+    except (KeyError, OSError, RuntimeError, ValueError) as exc:
+        return ("raise", type(exc), str(exc))
+
+
+class _HookedPoller:
+    """The stdlib's poller object, running `other` once around its first
+    interest change (before or after it), on the calling thread."""
+    def __init__(self, poller, other, when):
+        self._poller, self._other, self._when, self.other_out = poller, other, when, None
+
+    def __getattr__(self, name):
+        attr = getattr(self._poller, name)
+        if name not in ("register", "modify", "unregister", "control") or self._other is None:
+            return attr
+
+        def call(*args):
+            other, self._other = self._other, None
+            if self._when == "before":
+                self.other_out = _outcome(other)
+            try:
+                return attr(*args)
+            finally:
+                if self._when == "after":
+                    self.other_out = _outcome(other)
+        return call
+
+
+def _stdlib_overlaps(name, case, a, b):
+    held, other = OVERLAPS[case]
+    found = []
+    for when in ("before", "after"):
+        sel = getattr(std_selectors, name)()
+        try:
+            sel.register(a, R, "0")
+            hook = _HookedPoller(sel._selector, lambda: other(sel, a, b), when)
+            sel._selector = hook
+            held_out = _outcome(lambda: held(sel, a, b))
+            found.append(_overlap_outcome(sel, a, b, held_out, hook.other_out))
+        finally:
+            sel._selector = hook._poller
+            sel.close()
+    return found
+
+
+@needs_debug
+@pytest.mark.parametrize("case", sorted(OVERLAPS))
+@pytest.mark.parametrize("name,probe", KERNEL_CTL)
+def test_calls_while_another_is_in_the_kernel(name, probe, case, socks):
+    (a, a2), (b, b2) = socks(), socks()
+    a2.send(b"x")
+    b2.send(b"x")                           # a and b: readable and writable
+    held, other = OVERLAPS[case]
+    sel = getattr(fastsel, name)()
+    try:
+        sel.register(a, R, "0")
+        result = {}
+        _fastsel._debug_hold(probe, HOLD_TIMEOUT)
+        try:
+            t = threading.Thread(target=lambda: result.update(
+                held=_outcome(lambda: held(sel, a, b))))
+            t.start()
+            deadline = time.monotonic() + HOLD_TIMEOUT / 2
+            while _fastsel._debug_held() == 0:
+                assert t.is_alive() and time.monotonic() < deadline, \
+                    "the held call kept the GIL (or never reached the kernel)"
+                time.sleep(0.001)
+            other_out = _outcome(lambda: other(sel, a, b))
+            assert _fastsel._debug_held() == 1, "the held call ended early"
+        finally:
+            _fastsel._debug_release()
+        t.join(HOLD_TIMEOUT)
+        assert not t.is_alive()
+        got = _overlap_outcome(sel, a, b, result["held"], other_out)
+        if hasattr(std_selectors, name):
+            assert got in _stdlib_overlaps(name, case, a, b)
+        # the kernel holds what the table says: each key's events are
+        # reported (both sockets are ready both ways), and nothing is left
+        assert got[3] == sorted((n, ev, ev) for n, ev, _ in got[2])
+        for k in list(sel.get_map().values()):
+            sel.unregister(k.fileobj)
+        assert sel.select(0) == []
+        sel.register(a, R | W)
+        sel.register(b, R | W)
+        assert sorted(ev for k, ev in sel.select(0)) == [R | W, R | W]
+    finally:
+        _fastsel._debug_release()
+        sel.close()
+
+
 # ---- 2. the drain's duplicate check ---------------------------------------------
 
 DRAIN_SCRIPT = textwrap.dedent("""

@@ -420,12 +420,10 @@ modify_drop(sel_object *s, long cfd, sel_slot *sl)
 
 /* _PollLikeSelector.modify's one kernel modify (no validation of events):
  * the new poller mask, or -1 with an exception.  *pending: other threads
- * ran on fd during the call (the caller resyncs); *gen: the registration
- * the call was made for. */
+ * ran on fd during the call (the caller resyncs). */
 static int
 modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
-                     PyObject *key, PyObject *events, int *pending,
-                     uint32_t *gen)
+                     PyObject *key, PyObject *events, int *pending)
 {
     int mask = sel_poller_mask(events);
     if (mask < 0) {
@@ -456,7 +454,6 @@ modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
         return -1;
     }
     int old = sl->events;
-    *gen = sl->gen;
     if (ctl_change(s, CTL_MODIFY, (int)cfd, old, mask,
                    make_token((int)cfd, sl->gen), pending) < 0) {
         if (ctl_refused(s, fileobj, cfd, errno)) {
@@ -477,19 +474,18 @@ modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
               int ne, int mask, PyObject *events, PyObject *data)
 {
     int pending = 0;
-    uint32_t gen = 0;
     if (ne) {
-        mask = modify_poller_kernel(s, fileobj, cfd, key, events, &pending,
-                                    &gen);
+        mask = modify_poller_kernel(s, fileobj, cfd, key, events, &pending);
         if (mask < 0) {
             return NULL;
         }
     }
     /* As the stdlib: data is compared after the kernel call, and then the
-     * new key is stored whatever Python code did to fd's registration
-     * meanwhile (even one that unregistered it).  But if another thread
-     * replaced or removed the registration while the kernel call ran, this
-     * modify counts as the one before: its key is not stored. */
+     * new key is stored whatever other code did to fd's registration
+     * meanwhile, even one that unregistered it.  Only if another thread
+     * unregistered it while the kernel call ran (the kernel had taken this
+     * call first) is the key not stored: the unregister counts as the later
+     * call, and the kernel keeps agreeing with the table. */
     int dne = sel_not_equal(data, PyTuple_GET_ITEM(key, 3));
     if (dne == 0 && !ne) {
         Py_INCREF(key);
@@ -501,7 +497,7 @@ modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
                              PyTuple_GET_ITEM(key, 1), events, data);
     }
     sel_slot *sl = slot_find(s, cfd);
-    int store = !pending || (sl != NULL && sl->gen == gen);
+    int store = !pending || sl != NULL;
     if (result != NULL && store && slot_put(s, (int)cfd, result, mask) < 0) {
         Py_CLEAR(result);
     }
