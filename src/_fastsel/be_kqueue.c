@@ -239,9 +239,11 @@ kqb_add(fs_backend *b, int fd, int events, uint64_t token)
     }
     for (int i = 0; i < n; i++) {
         if (err[i] != 0) {
-            /* roll back the filter that did get added, if any */
+            /* roll back the other filter if it did get added (the READ
+             * change can fail where the WRITE one succeeds: libkqueue
+             * refuses an EV_ADD over a filter it has) */
             errno = err[i];
-            if (n == 2 && i == 1 && err[0] == 0) {
+            if (n == 2 && err[1 - i] == 0) {
                 kqb_forget(b, fd);
             }
             return -1;
