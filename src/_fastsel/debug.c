@@ -40,12 +40,14 @@ debug_hold(fs_syscall sys)
     if (!atomic_compare_exchange_strong(&hold_armed, &want, -1)) {
         return;
     }
+    /* pthread_cond_timedwait's clock (a wall-clock step moves the
+     * deadline: this is a test aid) */
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
+    pthread_mutex_lock(&hold_lock);
     double t = (double)until.tv_sec + until.tv_nsec * 1e-9 + hold_timeout;
     until.tv_sec = (time_t)t;
     until.tv_nsec = (long)((t - (double)until.tv_sec) * 1e9);
-    pthread_mutex_lock(&hold_lock);
     unsigned long round = hold_round;
     hold_waiting++;
     while (hold_round == round

@@ -30,22 +30,39 @@ ctl_call(const fs_backend_ops *ops, fs_backend *be, ctl_op op, int fd,
  * Where the kind's backend enters the kernel, the GIL is released around
  * each call, as the stdlib's poller objects do (a FUSE file's poll hook may
  * wait on a thread of this process).  Other threads then run meanwhile: two
- * calls of one fd may overlap and land in either order, and fd's slot may
- * change.  So each call is recorded in s->ctls (on its caller's stack) while
- * it runs; another call of its fd then (`raced`) or a change of fd's slot
- * (`touched`, sel_ctl_touch) makes it end with a resync: the kernel is made
- * to hold the fd's kev.  A record also keeps close() from freeing the
- * backend under the call.  After a call the caller must look its slot up
- * again: the table may have changed (and moved or grown). */
-static inline void
+ * calls of one fd may land in the other order, and fd's slot may change.
+ * So a change is recorded in s->ctls (on its caller's stack) from its kernel
+ * call to the end of its bookkeeping.  A change of fd by another thread
+ * meanwhile (its kernel call, or a change of fd's slot: sel_ctl_touch)
+ * marks the record `due`, and the last change of fd to end resyncs the
+ * kernel to the fd's kev.  Changes made by the same thread (Python code run
+ * inside a call) mark nothing: they are the stdlib's sequence of effects,
+ * and get its results.  A record also keeps close() from freeing the
+ * backend under the call.  After a kernel call the caller must look its
+ * slot up again: the table may have changed (and moved or grown). */
+
+/* Changes in flight are the parent's: a child forked by Python code run
+ * inside a call has none, and must not touch the parent's kernel object
+ * (its next call rebuilds the backend from kev). */
+static inline int
+ctl_live(sel_object *s)
+{
+    return s->fork_seen == fs_fork_generation();
+}
+
+static void
 ctl_enter(sel_object *s, sel_ctl_rec *rec, int fd)
 {
     rec->fd = fd;
-    rec->raced = 0;
-    rec->touched = 0;
+    rec->due = 0;
+    rec->owner = PyThread_get_thread_ident();
+    rec->next = NULL;
+    if (!ctl_live(s)) {
+        return;                     /* not linked: ctl_unlink finds none */
+    }
     for (sel_ctl_rec *r = s->ctls; r != NULL; r = r->next) {
-        if (r->fd == fd) {
-            r->raced = rec->raced = 1;
+        if (r->fd == fd && r->owner != rec->owner) {
+            r->due = rec->due = 1;
         }
     }
     rec->next = s->ctls;
@@ -55,10 +72,26 @@ ctl_enter(sel_object *s, sel_ctl_rec *rec, int fd)
 void
 sel_ctl_touch_slow(sel_object *s, long fd)
 {
+    if (!ctl_live(s)) {
+        return;
+    }
+    unsigned long me = PyThread_get_thread_ident();
     for (sel_ctl_rec *r = s->ctls; r != NULL; r = r->next) {
-        if (r->fd == fd) {
-            r->touched = 1;
+        if (r->fd == fd && r->owner != me) {
+            r->due = 1;
         }
+    }
+}
+
+/* What a change's kernel call will make the kernel hold for fd, noted in
+ * fd's slot (if any) when the call is made. */
+static inline void
+ctl_note(sel_object *s, ctl_op op, int fd, int events)
+{
+    sel_slot *sl = slot_find(s, fd);
+    if (sl != NULL) {
+        sl->kev = op == CTL_REMOVE
+            ? 0 : (uint8_t)((events & (FS_READ | FS_WRITE)) | SEL_KEV_IN);
     }
 }
 
@@ -67,8 +100,9 @@ static int
 ctl_kernel(sel_object *s, ctl_op op, int fd, int old, int events,
            uint64_t token)
 {
-    if (s->closed || s->be == NULL) {
-        /* closed by another thread during an earlier call of this change */
+    if (s->closed || s->be == NULL || !ctl_live(s)) {
+        /* closed by another thread during an earlier call of this change,
+         * or forked by code run inside it */
         errno = EBADF;
         return -1;
     }
@@ -86,8 +120,8 @@ ctl_kernel(sel_object *s, ctl_op op, int fd, int old, int events,
     return rc;
 }
 
-/* Unlink rec; 1 if others ran on its fd meanwhile (ctl_settle must resync
- * the fd). */
+/* Unlink rec: 1 if it is due a resync, 0 if not or if rec was not linked
+ * (a fork reset the list). */
 static int
 ctl_unlink(sel_object *s, sel_ctl_rec *rec)
 {
@@ -96,20 +130,18 @@ ctl_unlink(sel_object *s, sel_ctl_rec *rec)
         p = &(*p)->next;
     }
     if (*p == NULL) {
-        /* a fork in Python code run meanwhile: the child's rebuilt backend
-         * has nothing in flight */
         return 0;
     }
     *p = rec->next;
     if (s->closed) {
         sel_finish_close(s);        /* close() may have left it to us */
     }
-    return rec->raced || rec->touched;
+    return rec->due;
 }
 
 /* One resync round: make the kernel hold fd's kev (none without a slot). */
 static void
-ctl_resync_round(sel_object *s, int fd, const sel_ctl_rec *rec)
+ctl_resync_round(sel_object *s, int fd)
 {
     const int all = FS_READ | FS_WRITE;
     sel_slot *sl = slot_find(s, fd);
@@ -120,77 +152,72 @@ ctl_resync_round(sel_object *s, int fd, const sel_ctl_rec *rec)
     int events = sl->kev & all;
     uint64_t token = make_token(fd, sl->gen);
     if (s->ops->modify == NULL) {
-        /* kqueue: drop both filters, add the wanted ones */
+        /* kqueue: both filters go, the wanted ones come back (libkqueue
+         * refuses an EV_ADD over a filter it has) */
         (void)ctl_kernel(s, CTL_REMOVE, fd, all, 0, 0);
-        if (events && !rec->raced) {
+        if (events) {
             (void)ctl_kernel(s, CTL_ADD, fd, 0, events, token);
         }
     }
     else if (ctl_kernel(s, CTL_MODIFY, fd, all, events, token) < 0
-             && errno == ENOENT && !rec->raced) {
+             && errno == ENOENT) {
         (void)ctl_kernel(s, CTL_ADD, fd, 0, events, token);
     }
 }
 
-/* After a call that others ran beside (raced != 0): resync fd.  A round
- * run beside in turn is repeated; a call that raced it is marked too and
- * resyncs when it ends, hence the bound. */
+/* End rec's change.  The last change of its fd to end resyncs the kernel,
+ * in rounds (each a change of its own) until one runs with no other
+ * thread's change of fd beside it: a change still under way (even one
+ * blocked in the kernel) is left the resync instead, so nobody goes round
+ * while another call is in the kernel. */
 static void
-ctl_settle(sel_object *s, int fd, int raced)
+ctl_leave(sel_object *s, sel_ctl_rec *rec)
 {
     int saved = errno;
-    for (int round = 0; raced && round < 16 && !s->closed; round++) {
-        sel_ctl_rec rec;
-        ctl_enter(s, &rec, fd);
-        ctl_resync_round(s, fd, &rec);
-        raced = ctl_unlink(s, &rec);
+    int fd = rec->fd;
+    int due = ctl_unlink(s, rec);
+    while (due && !s->closed && ctl_live(s)) {
+        for (sel_ctl_rec *r = s->ctls; r != NULL; r = r->next) {
+            if (r->fd == fd) {
+                r->due = 1;
+                errno = saved;
+                return;
+            }
+        }
+        sel_ctl_rec round;
+        ctl_enter(s, &round, fd);
+        ctl_resync_round(s, fd);
+        due = ctl_unlink(s, &round);
     }
     errno = saved;
 }
 
-/* One interest change of fd: kev of fd's slot (if any) notes what the
- * kernel will hold, then the recorded kernel call.  With `pending`, the
- * resync is left to the caller (*pending: whether one is due), for after
- * its own bookkeeping.  0, or -1 with errno. */
+/* A change of fd in one kernel call, noted and recorded: 0, or -1 with
+ * errno. */
 static int
 ctl_change(sel_object *s, ctl_op op, int fd, int old, int events,
-           uint64_t token, int *pending)
+           uint64_t token)
 {
-    sel_slot *sl = slot_find(s, fd);
-    if (sl != NULL) {
-        sl->kev = op == CTL_REMOVE
-            ? 0 : (uint8_t)((events & (FS_READ | FS_WRITE)) | SEL_KEV_IN);
-    }
     sel_ctl_rec rec;
     ctl_enter(s, &rec, fd);
+    ctl_note(s, op, fd, events);
     int rc = ctl_kernel(s, op, fd, old, events, token);
-    int err = errno;
-    int due = ctl_unlink(s, &rec);
-    if (pending != NULL) {
-        *pending = due;
-    }
-    else {
-        ctl_settle(s, fd, due);
-    }
-    errno = err;
+    ctl_leave(s, &rec);
     return rc;
 }
 
-/* After the kernel refused a register or modify (errno err), the stdlib's
- * `except: super().unregister(fileobj); raise`: fd's key goes and the
- * OSError is raised, or, when another thread unregistered fd meanwhile,
- * the KeyError of that unregister (its context the OSError).  1 if a key
- * was dropped. */
-static int
-ctl_refused(sel_object *s, PyObject *fileobj, long cfd, int err)
+/* After the poller refused a register or modify (its exception set), the
+ * stdlib's `except: super().unregister(fileobj); raise`: fd's key goes (a
+ * new reference to it is returned), or, when other code unregistered fd
+ * meanwhile, that unregister's KeyError replaces the exception (as its
+ * context) and NULL is returned. */
+static PyObject *
+ctl_refused(sel_object *s, PyObject *fileobj, long cfd)
 {
     sel_slot *sl = slot_find(s, cfd);
     if (sl != NULL) {
-        Py_DECREF(slot_take(s, (int)cfd, sl));
-        fs_errno_error(err);
-        return 1;
+        return slot_take(s, (int)cfd, sl);
     }
-    fs_errno_error(err);
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
@@ -213,23 +240,20 @@ ctl_refused(sel_object *s, PyObject *fileobj, long cfd, int err)
         }
         PyErr_Restore(t2, v2, tb2);
     }
-    return 0;
+    return NULL;
 }
 
 void
 sel_readd_all(sel_object *s)
 {
     /* a forked child: one thread, the GIL held throughout; the parent's
-     * kernel object held each fd's kev */
+     * kernel object held each fd's kev (an empty interest included) */
     for (int32_t fd = s->head; fd >= 0;) {
         sel_slot *sl = slot_find(s, fd);
         assert(sl != NULL);
-        int events = sl->kev & (FS_READ | FS_WRITE);
-        if ((sl->kev & SEL_KEV_IN) && events) {
-            (void)s->ops->add(s->be, fd, events, make_token(fd, sl->gen));
-        }
-        else {
-            sl->kev = 0;
+        if (sl->kev & SEL_KEV_IN) {
+            (void)s->ops->add(s->be, fd, sl->kev & (FS_READ | FS_WRITE),
+                              make_token(fd, sl->gen));
         }
         fd = sl->next;
     }
@@ -248,15 +272,19 @@ register_key(sel_object *s, int fd, PyObject *key, int mask, int isbool)
         Py_DECREF(key);
         return NULL;
     }
-    int pending;
-    if (ctl_change(s, CTL_ADD, fd, 0, mask, make_token(fd, sl->gen),
-                   &pending) < 0) {
-        (void)ctl_refused(s, PyTuple_GET_ITEM(key, 0), fd, errno);
-        ctl_settle(s, fd, pending);
+    uint64_t token = make_token(fd, sl->gen);
+    sel_ctl_rec rec;
+    ctl_enter(s, &rec, fd);
+    ctl_note(s, CTL_ADD, fd, mask);
+    if (ctl_kernel(s, CTL_ADD, fd, 0, mask, token) < 0) {
+        fs_errno_error(errno);
+        PyObject *dropped = ctl_refused(s, PyTuple_GET_ITEM(key, 0), fd);
+        ctl_leave(s, &rec);
+        Py_XDECREF(dropped);
         Py_DECREF(key);
         return NULL;
     }
-    ctl_settle(s, fd, pending);
+    ctl_leave(s, &rec);
     return key;
 }
 
@@ -362,7 +390,7 @@ sel_do_unregister(sel_object *s, PyObject *fileobj)
     /* the stdlib's order: the key goes, then the poller is told */
     PyObject *key = slot_take(s, (int)cfd, sl);
     /* an fd closed since registration makes the kernel refuse: ignored */
-    int missing = ctl_change(s, CTL_REMOVE, (int)cfd, events, 0, 0, NULL) < 0
+    int missing = ctl_change(s, CTL_REMOVE, (int)cfd, events, 0, 0) < 0
                   && errno == ENOENT && s->kind->unregister_missing;
     if (s->kind->bool_warn_ctl && sel_warn_bool_fd(isbool)) {
         Py_DECREF(key);
@@ -408,63 +436,82 @@ sel_plain(sel_object *s)
            && (s->dict == NULL || PyDict_GET_SIZE(s->dict) == 0);
 }
 
-/* Drop fd's key after the poller refused a modify, as the stdlib does;
- * also drop any kernel leftover so the fd can be registered again. */
+/* Drop fd's key after the poller refused a modify (its exception set), as
+ * the stdlib does; also drop any kernel leftover so that the fd can be
+ * registered again, before the key's release can run code. */
 static void
-modify_drop(sel_object *s, long cfd, sel_slot *sl)
+modify_refused(sel_object *s, PyObject *fileobj, long cfd, int old)
 {
-    int old = sl->events;
-    Py_DECREF(slot_take(s, (int)cfd, sl));
-    (void)ctl_change(s, CTL_REMOVE, (int)cfd, old, 0, 0, NULL);
+    PyObject *dropped = ctl_refused(s, fileobj, cfd);
+    if (dropped != NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        (void)ctl_change(s, CTL_REMOVE, (int)cfd, old, 0, 0);
+        PyErr_Restore(type, value, tb);
+        Py_DECREF(dropped);
+    }
 }
 
-/* _PollLikeSelector.modify's one kernel modify (no validation of events):
- * the new poller mask, or -1 with an exception.  *pending: other threads
- * ran on fd during the call (the caller resyncs). */
+/* _PollLikeSelector.modify's one kernel modify (no validation of events),
+ * with rec entered for its bookkeeping (modify_poller leaves it): the new
+ * poller mask, or -1 with an exception and rec left. */
 static int
 modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
-                     PyObject *key, PyObject *events, int *pending)
+                     PyObject *key, PyObject *events, sel_ctl_rec *rec)
 {
     int mask = sel_poller_mask(events);
     if (mask < 0) {
         return -1;
     }
-    sel_slot *sl = slot_find(s, cfd);   /* __and__ may have run Python code */
-    if (sl == NULL || slot_key(sl) != key) {
-        /* unregistered meanwhile: the stdlib's dict-free key path */
-        sel_err_not_registered(fileobj);
-        return -1;
-    }
-    if (s->kind->bool_warn_ctl && sel_warn_bool_fd(sl->boolfd) < 0) {
-        /* raised where the stdlib's poller.modify() would: the key is
-         * dropped as for any failure there.  A warning hook may have run
-         * code that moved or replaced the slot. */
+    /* __and__ may have run code that changed fd's registration: the stdlib
+     * goes on with the key it looked up, and its poller with whatever it
+     * has for the fd */
+    sel_slot *sl = slot_find(s, cfd);
+    if (s->kind->bool_warn_ctl
+            && sel_warn_bool_fd(PyBool_Check(PyTuple_GET_ITEM(key, 1))) < 0) {
+        /* raised where the stdlib's poller.modify() would */
         sl = slot_find(s, cfd);
-        if (sl != NULL && slot_key(sl) == key) {
-            modify_drop(s, cfd, sl);
-        }
+        modify_refused(s, fileobj, cfd, sl != NULL ? sl->events : 0);
         return -1;
     }
     if (sel_ready(s) < 0) {
         return -1;
     }
     sl = slot_find(s, cfd);             /* a warning filter may run code */
-    if (sl == NULL || slot_key(sl) != key) {
-        sel_err_not_registered(fileobj);
-        return -1;
-    }
-    int old = sl->events;
-    if (ctl_change(s, CTL_MODIFY, (int)cfd, old, mask,
-                   make_token((int)cfd, sl->gen), pending) < 0) {
-        if (ctl_refused(s, fileobj, cfd, errno)) {
-            /* any kernel leftover goes too, so that the fd can be
-             * registered again */
-            (void)ctl_change(s, CTL_REMOVE, (int)cfd, old, 0, 0, NULL);
-        }
-        ctl_settle(s, (int)cfd, *pending);
+    int old = sl != NULL ? sl->events : 0;
+    uint64_t token = make_token((int)cfd, sl != NULL ? sl->gen : 0);
+    ctl_enter(s, rec, (int)cfd);
+    ctl_note(s, CTL_MODIFY, (int)cfd, mask);
+    if (ctl_kernel(s, CTL_MODIFY, (int)cfd, old, mask, token) < 0) {
+        fs_errno_error(errno);
+        modify_refused(s, fileobj, cfd, old);
+        ctl_leave(s, rec);
         return -1;
     }
     return mask;
+}
+
+/* The end of modify(), with rec entered before its data comparison: store
+ * result (NULL: an error; mask: its poller mask) for fd and leave rec.  As
+ * the stdlib, `_fd_to_key[key.fd] = key`, whatever code run meanwhile did
+ * to fd's registration, even unregistering it.  If another thread changed
+ * it (rec->due), consistency with the kernel decides instead: a key it
+ * unregistered stays unregistered (the unregister counts as the later
+ * call), and the kernel follows the key stored last. */
+static PyObject *
+modify_store(sel_object *s, long cfd, PyObject *result, int mask,
+             sel_ctl_rec *rec)
+{
+    if (result != NULL && (!rec->due || slot_find(s, cfd) != NULL)
+            && slot_put(s, (int)cfd, result, mask) < 0) {
+        Py_CLEAR(result);
+    }
+    sel_slot *sl = slot_find(s, cfd);   /* the old key's release ran code */
+    if (rec->due && result != NULL && sl != NULL && slot_key(sl) == result) {
+        sl->kev = (uint8_t)(mask | SEL_KEV_IN);
+    }
+    ctl_leave(s, rec);
+    return result;
 }
 
 /* _PollLikeSelector.modify (epoll, poll) after the lookup; ne: whether
@@ -473,44 +520,27 @@ static PyObject *
 modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
               int ne, int mask, PyObject *events, PyObject *data)
 {
-    int pending = 0;
+    sel_ctl_rec rec;
     if (ne) {
-        mask = modify_poller_kernel(s, fileobj, cfd, key, events, &pending);
+        mask = modify_poller_kernel(s, fileobj, cfd, key, events, &rec);
         if (mask < 0) {
             return NULL;
         }
     }
-    /* As the stdlib: data is compared after the kernel call, and then the
-     * new key is stored whatever other code did to fd's registration
-     * meanwhile, even one that unregistered it.  Only if another thread
-     * unregistered it while the kernel call ran (the kernel had taken this
-     * call first) is the key not stored: the unregister counts as the later
-     * call, and the kernel keeps agreeing with the table. */
+    else {
+        ctl_enter(s, &rec, (int)cfd);
+    }
+    /* as the stdlib: data is compared after the kernel call */
     int dne = sel_not_equal(data, PyTuple_GET_ITEM(key, 3));
     if (dne == 0 && !ne) {
+        ctl_leave(s, &rec);
         Py_INCREF(key);
         return key;
     }
-    PyObject *result = NULL;
-    if (dne >= 0) {
-        result = sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
-                             PyTuple_GET_ITEM(key, 1), events, data);
-    }
-    sel_slot *sl = slot_find(s, cfd);
-    int store = !pending || sl != NULL;
-    if (result != NULL && store && slot_put(s, (int)cfd, result, mask) < 0) {
-        Py_CLEAR(result);
-    }
-    if (pending) {
-        /* a call of fd issued after ours may have landed first: the kernel
-         * follows the key stored last */
-        sl = slot_find(s, cfd);
-        if (result != NULL && store && sl != NULL && slot_key(sl) == result) {
-            sl->kev = (uint8_t)(mask | SEL_KEV_IN);
-        }
-        ctl_settle(s, (int)cfd, 1);
-    }
-    return result;
+    PyObject *result = dne < 0 ? NULL
+        : sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
+                      PyTuple_GET_ITEM(key, 1), events, data);
+    return modify_store(s, cfd, result, mask, &rec);
 }
 
 /* _BaseSelectorImpl.modify (select, kqueue) after the lookup. */
@@ -542,15 +572,19 @@ modify_base(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
         Py_XDECREF(name);
         return result;
     }
+    sel_ctl_rec rec;
+    ctl_enter(s, &rec, (int)cfd);
     int dne = sel_not_equal(data, PyTuple_GET_ITEM(key, 3));
-    if (dne < 0) {
-        return NULL;
-    }
-    if (!dne) {
+    if (dne == 0) {
+        ctl_leave(s, &rec);
         Py_INCREF(key);
         return key;
     }
-    return sel_replace_key(s, cfd, key, PyTuple_GET_ITEM(key, 2), data, mask);
+    PyObject *result = dne < 0 ? NULL
+        : sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
+                      PyTuple_GET_ITEM(key, 1), PyTuple_GET_ITEM(key, 2),
+                      data);
+    return modify_store(s, cfd, result, mask, &rec);
 }
 
 PyObject *

@@ -131,9 +131,9 @@ typedef struct {
 /* One interest change in flight (sel_ctl.c), on its caller's stack. */
 typedef struct sel_ctl_rec {
     struct sel_ctl_rec *next;
+    unsigned long owner;    /* the thread making it */
     int fd;
-    int raced;              /* another kernel call of fd overlapped it */
-    int touched;            /* fd's slot changed meanwhile */
+    int due;                /* another thread changed fd meanwhile */
 } sel_ctl_rec;
 
 typedef struct {
@@ -229,7 +229,8 @@ make_token(int fd, uint32_t gen)
 sel_slot *slot_store(sel_object *s, int fd, PyObject *key, int events,
                      int boolfd);
 /* Every change of fd's slot (store, take, put) marks the interest changes
- * of fd in flight (sel_ctl.c): the kernel may have to follow the table. */
+ * of fd that other threads have in flight (sel_ctl.c): the kernel may have
+ * to follow the table. */
 void sel_ctl_touch_slow(sel_object *s, long fd);
 
 static inline void
