@@ -1,4 +1,5 @@
-"""fork() while another thread is inside a PollSelector/SelectSelector wait.
+"""fork() while another thread is inside a PollSelector/SelectSelector wait,
+inside a modify(), and what the child's kernel object then holds.
 
 The poll and select backends guard their registrations with a mutex that a
 wait() holds while it snapshots them.  A fork at that moment hands the child
@@ -9,9 +10,12 @@ snapshots, so that some of them land inside one.
 """
 from __future__ import annotations
 
+import os
+import selectors as std_selectors
 import socket
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -67,3 +71,102 @@ def test_fork_while_a_thread_snapshots(name):
             a.close()
             b.close()
     assert not t.is_alive() and not errors
+
+
+# ---- fork and the interest the kernel holds ----------------------------------
+
+def _child_modifies_after_fork(mod, name):
+    """register, modify(fd, 0) (modify() does not validate events), fork; the
+    child's modify() of the fd and select(0), as the child reports them."""
+    a, b = socket.socketpair()
+    b.send(b"x")
+    sel = getattr(mod, name)()
+    rd, wr = os.pipe()
+    try:
+        sel.register(a, 1)
+        sel.modify(a, 0)
+
+        def child():
+            try:
+                k = sel.modify(a, 1)
+                out = f"ok {k.events} {[ev for _, ev in sel.select(0)]}"
+            except Exception as exc:            # noqa: BLE001 - reported
+                out = f"{type(exc).__name__} {a.fileno() in sel.get_map()}"
+            os.write(wr, out.encode())
+            return 0
+        assert fork_child(child) == 0
+        return os.read(rd, 200).decode()
+    finally:
+        os.close(rd)
+        os.close(wr)
+        sel.close()
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("name", [n for n in ("EpollSelector", "PollSelector")
+                                  if hasattr(std_selectors, n)])
+def test_fork_keeps_an_empty_interest(name):
+    """The child's kernel object holds what the parent's held, a registration
+    with no events included (the stdlib's epoll object is shared)."""
+    assert (_child_modifies_after_fork(fastsel, name)
+            == _child_modifies_after_fork(std_selectors, name))
+
+
+@pytest.mark.debug_build
+@pytest.mark.skipif(not hasattr(fastsel, "EpollSelector"), reason="epoll is Linux's")
+def test_fork_inside_a_modify_leaves_the_parents_epoll_alone():
+    """A child forked by data.__ne__ inside a modify() whose kernel call
+    another thread overlapped must not resync the parent's epoll (which it
+    shares): after the parent unregistered the fd, it can register it again."""
+    from fastsel import _fastsel
+    R, W = fastsel.EVENT_READ, fastsel.EVENT_WRITE
+    a, b = socket.socketpair()
+    b.send(b"x")
+    sel = fastsel.EpollSelector()
+    parent = os.getpid()
+    rd, wr = os.pipe()
+    status = []
+
+    class ForksInNe:
+        def __ne__(self, other):
+            if os.fork() == 0:
+                os.read(rd, 1)          # the child waits for the parent
+            return True
+
+    def held():
+        sel.modify(a, R | W, ForksInNe())
+        if os.getpid() != parent:
+            os._exit(0)                 # the child ends after its modify()
+    try:
+        sel.register(a, R)
+        _fastsel._debug_hold("epoll_ctl", 30.0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork + threads
+                t = threading.Thread(target=held)
+                t.start()
+                deadline = time.monotonic() + 15
+                while _fastsel._debug_held() == 0:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.001)
+                sel.modify(a, R, "other")       # a change beside the held call
+        finally:
+            _fastsel._debug_release()
+        t.join(30)
+        assert not t.is_alive()
+        sel.unregister(a)
+        os.write(wr, b"x")                      # the child may go on now
+        pid, st = os.wait()
+        status.append(os.waitstatus_to_exitcode(st))
+        assert sel.select(0) == []
+        sel.register(a, R)                      # FileExistsError if the child re-added it
+        assert [ev for _, ev in sel.select(0)] == [R]
+    finally:
+        _fastsel._debug_release()
+        os.close(rd)
+        os.close(wr)
+        sel.close()
+        a.close()
+        b.close()
+    assert status == [0]

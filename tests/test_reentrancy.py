@@ -154,11 +154,12 @@ def test_reentrant_selectors(name: str, case: str, socks: list) -> None:
     assert res[1] == res[0]
 
 
-# ---- modify(): data's __ne__ changes the fd's registration ------------------
-# The stdlib's modify() tells the poller first, compares data (running its
-# __ne__) and then stores the new key whatever the comparison did: the key and
-# the kernel may then disagree, and a key may come back after an unregister.
-# fastsel gives the same keys, results and errors.
+# ---- modify(): code run inside it changes the fd's registration --------------
+# The stdlib's modify() compares events (their __ne__), converts them (their
+# __and__), tells the poller, compares data (its __ne__) and then stores the
+# new key whatever that code did: the key and the kernel may then disagree, a
+# key may come back after an unregister, and a refused poller call may find
+# its key gone.  fastsel gives the same keys, results and errors.
 
 NE_ACTIONS = {
     "modify-data": lambda sel, a: sel.modify(a, 1, "inner"),
@@ -179,32 +180,49 @@ def _describe(sel, a) -> tuple:
     return key, ready, gone, again
 
 
+def _modify_reentering(impl, name: str, where: str, case: str, events: int, a) -> tuple:
+    sel = getattr(impl.selectors, name)()
+    fired = []
+
+    def hook() -> None:
+        if not fired:
+            fired.append(1)
+            NE_ACTIONS[case](sel, a)
+
+    class Events(int):
+        def __ne__(self, other: object) -> bool:
+            if where == "events-ne":
+                hook()
+            return int(self) != other
+
+        def __and__(self, other: int) -> int:
+            if where == "events-and":
+                hook()
+            return int(self) & other
+
+    class Data:
+        def __ne__(self, other: object) -> bool:
+            if where == "data-ne":
+                hook()
+            return True
+    try:
+        sel.register(a, 1, "d0")
+        got = outcome(lambda: (lambda k: (k.events, type(k.data).__name__))(
+            sel.modify(a, Events(events), Data())))
+        return got, len(fired), _describe(sel, a)
+    finally:
+        sel.close()
+
+
 @pytest.mark.parametrize("name", STD_KINDS)
 @pytest.mark.parametrize("events", [1, 2], ids=["same-events", "new-events"])
 @pytest.mark.parametrize("case", sorted(NE_ACTIONS))
-def test_modify_data_ne_changes_the_registration(name: str, case: str, events: int,
-                                                 socks: list) -> None:
+@pytest.mark.parametrize("where", ["data-ne", "events-ne", "events-and"])
+def test_modify_code_changes_the_registration(name: str, where: str, case: str,
+                                              events: int, socks: list) -> None:
     a = socks[0]                    # readable and writable
-    res = []
-    for impl in (STD, FAST):
-        sel = getattr(impl.selectors, name)()
-
-        class Ne:
-            calls = 0
-
-            def __ne__(self, other: object) -> bool:
-                Ne.calls += 1
-                if Ne.calls == 1:
-                    NE_ACTIONS[case](sel, a)
-                return True
-        try:
-            sel.register(a, 1, "d0")
-            got = outcome(lambda: (lambda k: (k.events, type(k.data).__name__))(
-                sel.modify(a, events, Ne())))
-            res.append((got, Ne.calls, _describe(sel, a)))
-        finally:
-            sel.close()
-    assert res[1] == res[0]
+    std = _modify_reentering(STD, name, where, case, events, a)
+    assert _modify_reentering(FAST, name, where, case, events, a) == std
 
 
 @pytest.mark.c_impl
