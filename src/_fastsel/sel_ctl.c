@@ -50,7 +50,7 @@ ctl_live(sel_object *s)
     return s->fork_seen == fs_fork_generation();
 }
 
-static void
+static inline void
 ctl_enter(sel_object *s, sel_ctl_rec *rec, int fd)
 {
     rec->fd = fd;
@@ -170,8 +170,20 @@ ctl_resync_round(sel_object *s, int fd)
  * thread's change of fd beside it: a change still under way (even one
  * blocked in the kernel) is left the resync instead, so nobody goes round
  * while another call is in the kernel. */
-static void
+static void ctl_leave_slow(sel_object *s, sel_ctl_rec *rec);
+
+static inline void
 ctl_leave(sel_object *s, sel_ctl_rec *rec)
+{
+    if (s->ctls == rec && !rec->due && !s->closed) {
+        s->ctls = rec->next;        /* the common case: nothing beside it */
+        return;
+    }
+    ctl_leave_slow(s, rec);
+}
+
+static void
+ctl_leave_slow(sel_object *s, sel_ctl_rec *rec)
 {
     int saved = errno;
     int fd = rec->fd;
