@@ -190,6 +190,7 @@ def test_debug_entry_points_follow_the_build() -> None:
     and the debug-only entry points exist exactly then."""
     from fastsel import _fastsel
     assert _fastsel._debug in (True, False)
-    for name in ("_debug_syscalls", "_debug_backend"):
+    for name in ("_debug_syscalls", "_debug_backend", "_debug_hold", "_debug_held",
+                 "_debug_release"):
         assert hasattr(_fastsel, name) is _fastsel._debug, name
 
