@@ -503,17 +503,30 @@ modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
     return mask;
 }
 
-/* The end of modify(), with rec entered before its data comparison: store
- * result (NULL: an error; mask: its poller mask) for fd and leave rec.  As
- * the stdlib, `_fd_to_key[key.fd] = key`, whatever code run meanwhile did
- * to fd's registration, even unregistering it.  If another thread changed
- * it (rec->due), consistency with the kernel decides instead: a key it
+/* The end of modify(), with rec entered (after the kernel call, if any):
+ * data is compared, as the stdlib does after that call; if it or the events
+ * changed, a new key with `events` and data is stored for fd (mask: its
+ * poller mask) and returned, else the key itself.  As the stdlib,
+ * `_fd_to_key[key.fd] = key`, whatever code run meanwhile did to fd's
+ * registration, even unregistering it.  If another thread changed it
+ * (rec->due), consistency with the kernel decides instead: a key it
  * unregistered stays unregistered (the unregister counts as the later
- * call), and the kernel follows the key stored last. */
+ * call), and the kernel follows the key stored last.  Leaves rec. */
 static PyObject *
-modify_store(sel_object *s, long cfd, PyObject *result, int mask,
-             sel_ctl_rec *rec)
+modify_finish(sel_object *s, long cfd, PyObject *key, int changed,
+              PyObject *events, PyObject *data, int mask, sel_ctl_rec *rec)
 {
+    PyObject *result = NULL;
+    int dne = sel_not_equal(data, PyTuple_GET_ITEM(key, 3));
+    if (dne == 0 && !changed) {
+        Py_INCREF(key);
+        ctl_leave(s, rec);
+        return key;
+    }
+    if (dne >= 0) {
+        result = sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
+                             PyTuple_GET_ITEM(key, 1), events, data);
+    }
     if (result != NULL && (!rec->due || slot_find(s, cfd) != NULL)
             && slot_put(s, (int)cfd, result, mask) < 0) {
         Py_CLEAR(result);
@@ -542,17 +555,7 @@ modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
     else {
         ctl_enter(s, &rec, (int)cfd);
     }
-    /* as the stdlib: data is compared after the kernel call */
-    int dne = sel_not_equal(data, PyTuple_GET_ITEM(key, 3));
-    if (dne == 0 && !ne) {
-        ctl_leave(s, &rec);
-        Py_INCREF(key);
-        return key;
-    }
-    PyObject *result = dne < 0 ? NULL
-        : sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
-                      PyTuple_GET_ITEM(key, 1), events, data);
-    return modify_store(s, cfd, result, mask, &rec);
+    return modify_finish(s, cfd, key, ne, events, data, mask, &rec);
 }
 
 /* _BaseSelectorImpl.modify (select, kqueue) after the lookup. */
@@ -586,17 +589,8 @@ modify_base(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
     }
     sel_ctl_rec rec;
     ctl_enter(s, &rec, (int)cfd);
-    int dne = sel_not_equal(data, PyTuple_GET_ITEM(key, 3));
-    if (dne == 0) {
-        ctl_leave(s, &rec);
-        Py_INCREF(key);
-        return key;
-    }
-    PyObject *result = dne < 0 ? NULL
-        : sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
-                      PyTuple_GET_ITEM(key, 1), PyTuple_GET_ITEM(key, 2),
-                      data);
-    return modify_store(s, cfd, result, mask, &rec);
+    return modify_finish(s, cfd, key, 0, PyTuple_GET_ITEM(key, 2), data, mask,
+                         &rec);
 }
 
 PyObject *
