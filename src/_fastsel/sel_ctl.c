@@ -478,7 +478,7 @@ modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
     /* __and__ may have run code that changed fd's registration: the stdlib
      * goes on with the key it looked up, and its poller with whatever it
      * has for the fd */
-    sel_slot *sl = slot_find(s, cfd);
+    sel_slot *sl;
     if (s->kind->bool_warn_ctl
             && sel_warn_bool_fd(PyBool_Check(PyTuple_GET_ITEM(key, 1))) < 0) {
         /* raised where the stdlib's poller.modify() would */
