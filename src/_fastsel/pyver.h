@@ -32,6 +32,88 @@
 #  define FS_PY_HAVE_FORMAT_T 1
 #endif
 
+/* 3.10: Py_NewRef (used throughout). */
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *
+fs_py_newref(PyObject *o)
+{
+    Py_INCREF(o);
+    return o;
+}
+#  define Py_NewRef(o) fs_py_newref((PyObject *)(o))
+#endif
+
+/* 3.12: PyErr_GetRaisedException/SetRaisedException replace the
+ * Fetch/Restore triple; older versions get them as shims here, so the
+ * code uses the current API only. */
+#if PY_VERSION_HEX < 0x030C0000
+static inline PyObject *
+PyErr_GetRaisedException(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+static inline void
+PyErr_SetRaisedException(PyObject *exc)
+{
+    if (exc == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
+                  PyException_GetTraceback(exc));
+}
+#endif
+
+/* 3.12: member types and flags in Python.h (Py_T_*, Py_READONLY); before,
+ * structmember.h's T_* and READONLY. */
+#if PY_VERSION_HEX < 0x030C0000
+#  include <structmember.h>
+#  define Py_T_PYSSIZET T_PYSSIZET
+#  define Py_T_OBJECT_EX T_OBJECT_EX
+#  define Py_T_INT T_INT
+#  define Py_T_UINT T_UINT
+#  define Py_T_SHORT T_SHORT
+#  define Py_T_USHORT T_USHORT
+#  define Py_T_LONG T_LONG
+#  define Py_T_ULONG T_ULONG
+#  define Py_T_LONGLONG T_LONGLONG
+#  define Py_T_ULONGLONG T_ULONGLONG
+#  define Py_READONLY READONLY
+#endif
+
+/* 3.10: PyType_GetModuleByDef (the module of the first heap type in
+ * type's MRO defined by def); 3.9 gets it walked by hand here. */
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *
+PyType_GetModuleByDef(PyTypeObject *type, PyModuleDef *def)
+{
+    PyObject *mro = type->tp_mro;
+    for (Py_ssize_t i = 0; mro != NULL && i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+            continue;
+        }
+        PyObject *m = ((PyHeapTypeObject *)t)->ht_module;
+        if (m != NULL && PyModule_GetDef(m) == def) {
+            return m;
+        }
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "PyType_GetModuleByDef: No superclass of '%s' has "
+                 "the given module", type->tp_name);
+    return NULL;
+}
+#endif
+
 /* --- run time: one row per CPython version ------------------------------- */
 
 /* How a timeout object becomes a number. */
