@@ -170,3 +170,45 @@ def test_fork_inside_a_modify_leaves_the_parents_epoll_alone():
         a.close()
         b.close()
     assert status == [0]
+
+
+@pytest.mark.debug_build
+@pytest.mark.skipif(not hasattr(fastsel, "EpollSelector"), reason="epoll is Linux's")
+def test_fork_during_another_threads_modify_rebuilds_from_the_keys():
+    """A fork while another thread's modify() is in epoll_ctl: the child
+    rebuilds its epoll from its keys (the key still says READ|WRITE there,
+    the modify having not stored its key yet), so a writable socket is
+    reported as writable, as the key says."""
+    from fastsel import _fastsel
+    R, W = fastsel.EVENT_READ, fastsel.EVENT_WRITE
+    a, b = socket.socketpair()
+    b.send(b"x")                                # a: readable and writable
+    sel = fastsel.EpollSelector()
+
+    def child():
+        key = sel.get_key(a)
+        ready = [ev for k, ev in sel.select(0) if k.fileobj is a]
+        return 0 if (key.events, ready) == (R | W, [R | W]) else 1
+    try:
+        sel.register(a, R | W)
+        _fastsel._debug_hold("epoll_ctl", 30.0)
+        try:
+            t = threading.Thread(target=lambda: sel.modify(a, R))
+            t.start()
+            deadline = time.monotonic() + 15
+            while _fastsel._debug_held() == 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            status = fork_child(child)
+        finally:
+            _fastsel._debug_release()
+        t.join(30)
+        assert not t.is_alive()
+        assert status == 0
+        assert sel.get_key(a).events == R       # the parent goes on as before
+        assert [ev for _, ev in sel.select(0)] == [R]
+    finally:
+        _fastsel._debug_release()
+        sel.close()
+        a.close()
+        b.close()

@@ -834,3 +834,86 @@ def test_multiple_inheritance_follows_mro(diff, pairs):
             out.append([(k.fd, ev) for k, ev in x.select(0)])
         return out
     diff(fn)
+
+
+# ---- issue 18's defects, each against the stdlib ----------------------------
+
+def test_interrupted_error_from_a_signal_handler_returns_no_events(
+        diff, kind, pairs, alarm_handler):
+    """A signal handler raising InterruptedError during select(): the
+    stdlib's selectors `except InterruptedError: return ready`."""
+    import signal
+    a, b = pairs()
+
+    def handler(signum, frame):
+        raise InterruptedError("from the handler")
+    signal.signal(signal.SIGALRM, handler)
+
+    def body(sel):
+        sel.register(a, R)
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return sel.select(10)
+    diff(on(kind, body))
+
+
+class _AndSeesTheKey(int):
+    """events whose `&` records what get_key() says at that moment."""
+    def __new__(cls, value, sel, fileobj, seen):
+        self = super().__new__(cls, value)
+        self.sel, self.fileobj, self.seen = sel, fileobj, seen
+        return self
+
+    def __and__(self, other):
+        try:
+            self.seen.append(("key", self.sel.get_key(self.fileobj).data))
+        except KeyError:
+            self.seen.append(("no key",))
+        return int(self) & other
+
+
+def test_register_stores_the_key_before_the_events_mask(diff, kind, pairs):
+    """register() stores the key, then computes `events & EVENT_READ` and
+    `events & EVENT_WRITE` (code those run sees the key), as the stdlib."""
+    a, b = pairs()
+
+    def body(sel):
+        seen = []
+        sel.register(a, _AndSeesTheKey(R | W, sel, a, seen), "d")
+        return seen
+    diff(on(kind, body))
+
+
+EPOLL_ORDER_SCRIPT = r"""
+import os, resource, socket, sys
+import fastsel, selectors
+n = int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if soft < n + 64:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 64), hard))
+mod = fastsel if sys.argv[1] == "fastsel" else selectors
+a, b = socket.socketpair()
+b.send(b"x")
+fds = [os.dup(a.fileno()) for _ in range(n)]
+sel = mod.EpollSelector()
+for fd in fds:
+    sel.register(fd, mod.EVENT_READ)
+calls = [[k.fd for k, ev in sel.select(0)] for _ in range(3)]
+assert all(sorted(c) == sorted(fds) for c in calls), [len(c) for c in calls]
+print([c[:3] for c in calls])
+"""
+
+
+@pytest.mark.skipif("EpollSelector" not in KINDS, reason="epoll is Linux's")
+def test_epoll_order_of_more_than_1024_ready_fds_is_the_stdlibs():
+    """1,500 ready fds: the stdlib asks epoll for one event per registration,
+    so level-triggered epoll returns the same order on every call; so must
+    fastsel (it once read batches of 1,024 and drained, which rotated the
+    order from call to call)."""
+    import subprocess
+    import sys
+    out = [subprocess.run([sys.executable, "-c", EPOLL_ORDER_SCRIPT, which, "1500"],
+                          capture_output=True, text=True, timeout=60)
+           for which in ("stdlib", "fastsel")]
+    for r in out:
+        assert r.returncode == 0, r.stderr
+    assert out[1].stdout == out[0].stdout

@@ -107,6 +107,16 @@ debug_hold_count(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return PyLong_FromLong(n);
 }
 
+atomic_int fs_debug_ctl_queued;
+
+/* _debug_queued() -> the number of interest changes waiting for an earlier
+ * one of their selector to leave the kernel */
+static PyObject *
+debug_ctl_queued(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLong(atomic_load(&fs_debug_ctl_queued));
+}
+
 /* _debug_release(): disarm, and let every waiting call go */
 static PyObject *
 debug_hold_release(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
@@ -470,6 +480,8 @@ static PyMethodDef debug_methods[] = {
     {"_debug_held", debug_hold_count, METH_NOARGS,
      "_debug_held()\n--\n\nCalls waiting at the hold (debug builds "
      "only)."},
+    {"_debug_queued", debug_ctl_queued, METH_NOARGS,
+     "_debug_queued() -> interest changes waiting for their turn"},
     {"_debug_release", debug_hold_release, METH_NOARGS,
      "_debug_release()\n--\n\nDisarm the hold and let waiting calls go "
      "(debug builds only)."},

@@ -5,6 +5,8 @@
 
 #include "fastsel.h"
 
+#include <stdatomic.h>
+
 /* The kernel calls whose GIL state the tests check: the stdlib releases
  * the GIL around each (a FUSE file's poll hook can block in epoll_ctl). */
 typedef enum {
@@ -21,8 +23,13 @@ typedef enum {
  * without the GIL. */
 void fs_debug_syscall(fs_syscall sys);
 #  define FS_DEBUG_SYSCALL(sys) fs_debug_syscall(sys)
+/* Interest changes waiting for their turn to enter the kernel (sel_ctl.c's
+ * ticket lock), for _debug_queued(). */
+extern atomic_int fs_debug_ctl_queued;
+#  define FS_DEBUG_CTL_QUEUED(d) atomic_fetch_add(&fs_debug_ctl_queued, (d))
 #else
 #  define FS_DEBUG_SYSCALL(sys) ((void)0)
+#  define FS_DEBUG_CTL_QUEUED(d) ((void)0)
 #endif
 
 /* Module setup hook: `_debug` (whether this is a FASTSEL_DEBUG build) and,

@@ -42,6 +42,9 @@ fs_get_state(PyObject *module)
 
 /* --- module.c ------------------------------------------------------------ */
 
+/* The module's definition: its types find their module state through it. */
+extern struct PyModuleDef fs_module_def;
+
 /* Add an int constant to the module; -1 on error. */
 int fs_add_int(PyObject *module, const char *name, long value);
 /* PyModule_AddObjectRef for 3.9 too: does not steal; -1 on error. */

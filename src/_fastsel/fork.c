@@ -4,12 +4,16 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <unistd.h>
 
 atomic_ulong fs_fork_gen;
 
-/* 0: not registered, 1: being registered, 2: done, 3: failed (errno kept).
- * No pthread_once: it would raise the wheel's glibc floor to 2.34. */
-static atomic_int hook_state;
+/* 0: not registered; > 0: being registered by a thread of that process
+ * (pid); HOOK_DONE; HOOK_FAILED (errno kept).  No pthread_once: it would
+ * raise the wheel's glibc floor to 2.34. */
+#define HOOK_DONE (-1)
+#define HOOK_FAILED (-2)
+static atomic_long hook_state;
 static int hook_errno;
 
 static void
@@ -24,17 +28,28 @@ fs_fork_setup(PyObject *module, fs_state *st)
 {
     (void)module;
     (void)st;
-    int expected = 0;
-    if (atomic_compare_exchange_strong(&hook_state, &expected, 1)) {
-        hook_errno = pthread_atfork(NULL, NULL, after_fork_child);
-        atomic_store(&hook_state, hook_errno == 0 ? 2 : 3);
+    long me = (long)getpid(), s;
+    for (;;) {
+        long expected = 0;
+        if (atomic_compare_exchange_strong(&hook_state, &expected, me)) {
+            hook_errno = pthread_atfork(NULL, NULL, after_fork_child);
+            atomic_store(&hook_state, hook_errno == 0 ? HOOK_DONE
+                                                      : HOOK_FAILED);
+        }
+        s = atomic_load(&hook_state);
+        if (s > 0 && s != me) {
+            /* forked while a thread of the parent was registering: that
+             * thread is not here, so register again (if both did, a fork
+             * bumps the generation twice, which is as good) */
+            atomic_compare_exchange_strong(&hook_state, &s, 0);
+            continue;
+        }
+        if (s < 0) {
+            break;
+        }
+        sched_yield();          /* another interpreter is registering */
     }
-    /* another interpreter may be registering right now: wait for its answer */
-    int s;
-    while ((s = atomic_load(&hook_state)) == 1) {
-        sched_yield();
-    }
-    if (s == 3) {
+    if (s == HOOK_FAILED) {
         /* without the hook, fork safety is not guaranteed: refuse to load */
         errno = hook_errno;
         PyErr_SetFromErrno(PyExc_OSError);

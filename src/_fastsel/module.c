@@ -125,7 +125,7 @@ PyDoc_STRVAR(fastsel_doc,
 "C core of fastsel: the select module's surface (select, poll, epoll,\n"
 "kqueue) and the selectors' hot paths.  Use the fastsel package.");
 
-static struct PyModuleDef fastsel_module = {
+struct PyModuleDef fs_module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "fastsel._fastsel",
     .m_doc = fastsel_doc,
@@ -139,5 +139,5 @@ static struct PyModuleDef fastsel_module = {
 PyMODINIT_FUNC
 PyInit__fastsel(void)
 {
-    return PyModuleDef_Init(&fastsel_module);
+    return PyModuleDef_Init(&fs_module_def);
 }

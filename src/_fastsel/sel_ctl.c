@@ -2,6 +2,7 @@
  * the stdlib's order of effects, and the kernel interest changes, made
  * without the GIL where they enter the kernel. */
 #include "selector.h"
+#include "debug.h"
 
 #include <errno.h>
 
@@ -21,81 +22,40 @@ ctl_call(const fs_backend_ops *ops, fs_backend *be, ctl_op op, int fd,
     }
 }
 
-/* The kernel's interest in fd is what this selector last asked for, in the
- * order the calls were made (GIL order); each slot notes it (kev), apart
- * from the key's events, which mask results: as with the stdlib's dict and
- * poller object, the two can differ (Python code run inside modify() may
- * change the fd's registration between the kernel call and the key store).
- *
- * Where the kind's backend enters the kernel, the GIL is released around
- * each call, as the stdlib's poller objects do (a FUSE file's poll hook may
- * wait on a thread of this process).  Other threads then run meanwhile: two
- * calls of one fd may land in the other order, and fd's slot may change.
- * So a change is recorded in s->ctls (on its caller's stack) from its kernel
- * call to the end of its bookkeeping.  A change of fd by another thread
- * meanwhile (its kernel call, or a change of fd's slot: sel_ctl_touch)
- * marks the record `due`, and the last change of fd to end resyncs the
- * kernel to the fd's kev.  Changes made by the same thread (Python code run
- * inside a call) mark nothing: they are the stdlib's sequence of effects,
- * and get its results.  A record also keeps close() from freeing the
- * backend under the call.  After a kernel call the caller must look its
- * slot up again: the table may have changed (and moved or grown). */
+/* Kernel calls in the GIL's order.  Where the kind's backend enters the
+ * kernel, the GIL is released around each call, as the stdlib's poller
+ * objects do (a FUSE file's poll hook may wait on a thread of this
+ * process).  A call takes a ticket with the GIL and enters the kernel when
+ * the selector's lock serves that ticket, so the kernel sees the calls of
+ * one selector one at a time and in the order their callers made them: what
+ * it holds is always what the sequence of calls, as the table saw it, left.
+ * The price: an interest change that blocks in the kernel holds up the
+ * selector's other changes (never its select()).  `inflight` keeps close()
+ * from freeing the backend under a call. */
 
-/* Changes in flight are the parent's: a child forked by Python code run
- * inside a call has none, and must not touch the parent's kernel object
- * (its next call rebuilds the backend from kev). */
+/* The ticket lock in a new or forked object: the parent's may be held by a
+ * thread the child does not have, so it is made anew, never waited on. */
+void
+sel_ctl_init(sel_object *s)
+{
+    pthread_mutex_init(&s->ctl_mu, NULL);
+    pthread_cond_init(&s->ctl_cv, NULL);
+    s->ctl_next = s->ctl_serving = 0;
+    s->ctl_waiting = 0;
+    s->inflight = 0;
+    s->ctls = NULL;
+}
+
+/* Changes made in a forked child by code run inside a call of the parent's
+ * (its next call rebuilds the backend from the keys) must not touch the
+ * kernel object it shares with the parent. */
 static inline int
 ctl_live(sel_object *s)
 {
     return s->fork_seen == fs_fork_generation();
 }
 
-static inline void
-ctl_enter(sel_object *s, sel_ctl_rec *rec, int fd)
-{
-    rec->fd = fd;
-    rec->due = 0;
-    rec->owner = PyThread_get_thread_ident();
-    rec->next = NULL;
-    if (!ctl_live(s)) {
-        return;                     /* not linked: ctl_unlink finds none */
-    }
-    for (sel_ctl_rec *r = s->ctls; r != NULL; r = r->next) {
-        if (r->fd == fd && r->owner != rec->owner) {
-            r->due = rec->due = 1;
-        }
-    }
-    rec->next = s->ctls;
-    s->ctls = rec;
-}
-
-void
-sel_ctl_touch_slow(sel_object *s, long fd)
-{
-    if (!ctl_live(s)) {
-        return;
-    }
-    unsigned long me = PyThread_get_thread_ident();
-    for (sel_ctl_rec *r = s->ctls; r != NULL; r = r->next) {
-        if (r->fd == fd && r->owner != me) {
-            r->due = 1;
-        }
-    }
-}
-
-/* What a change's kernel call will make the kernel hold for fd, noted in
- * fd's slot (if any) when the call is made. */
-static inline void
-ctl_note(sel_object *s, ctl_op op, int fd, int events)
-{
-    sel_slot *sl = slot_find(s, fd);
-    if (sl != NULL) {
-        sl->kev = op == CTL_REMOVE
-            ? 0 : (uint8_t)((events & (FS_READ | FS_WRITE)) | SEL_KEV_IN);
-    }
-}
-
-/* The kernel call: 0, or -1 with errno. */
+/* The kernel call, in ticket order: 0, or -1 with errno. */
 static int
 ctl_kernel(sel_object *s, ctl_op op, int fd, int old, int events,
            uint64_t token)
@@ -111,111 +71,96 @@ ctl_kernel(sel_object *s, ctl_op op, int fd, int old, int events,
     }
     const fs_backend_ops *ops = s->ops;
     fs_backend *be = s->be;
+    uint64_t ticket = s->ctl_next++;
     int rc, err;
+    s->inflight++;
     Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&s->ctl_mu);
+    if (s->ctl_serving != ticket) {
+        s->ctl_waiting++;
+        FS_DEBUG_CTL_QUEUED(1);
+        do {
+            pthread_cond_wait(&s->ctl_cv, &s->ctl_mu);
+        } while (s->ctl_serving != ticket);
+        FS_DEBUG_CTL_QUEUED(-1);
+        s->ctl_waiting--;
+    }
+    pthread_mutex_unlock(&s->ctl_mu);
     rc = ctl_call(ops, be, op, fd, old, events, token);
     err = errno;
+    pthread_mutex_lock(&s->ctl_mu);
+    s->ctl_serving++;
+    if (s->ctl_waiting) {
+        pthread_cond_broadcast(&s->ctl_cv);
+    }
+    pthread_mutex_unlock(&s->ctl_mu);
     Py_END_ALLOW_THREADS
+    s->inflight--;
+    if (s->closed) {
+        sel_finish_close(s);        /* close() may have left it to us */
+    }
     errno = err;
     return rc;
 }
 
-/* Unlink rec: 1 if it is due a resync, 0 if not or if rec was not linked
- * (a fork reset the list). */
-static int
-ctl_unlink(sel_object *s, sel_ctl_rec *rec)
+/* ---- modify()'s window and other threads ---------------------------------
+ * modify() stores its key after its kernel call and data's __ne__, as the
+ * stdlib does (`_fd_to_key[key.fd] = key`), whatever code it ran meanwhile
+ * did to the fd's registration: those re-entrant sequences get the stdlib's
+ * results.  Another thread's change of the fd in that window would leave
+ * kernel and keys apart, so each modify() is recorded in s->ctls (on its
+ * caller's stack) for the window, and the table changes below mark the
+ * records of other threads' modify()s of their fd `due`. */
+
+static void
+ctl_enter(sel_object *s, sel_ctl_rec *rec, int fd)
+{
+    rec->fd = fd;
+    rec->due = 0;
+    rec->owner = PyThread_get_thread_ident();
+    rec->next = s->ctls;
+    s->ctls = rec;
+}
+
+static void
+ctl_leave(sel_object *s, sel_ctl_rec *rec)
 {
     sel_ctl_rec **p = &s->ctls;
     while (*p != NULL && *p != rec) {
         p = &(*p)->next;
     }
-    if (*p == NULL) {
-        return 0;
+    if (*p != NULL) {               /* a fork in the window reset the list */
+        *p = rec->next;
     }
-    *p = rec->next;
-    if (s->closed) {
-        sel_finish_close(s);        /* close() may have left it to us */
-    }
-    return rec->due;
 }
 
-/* One resync round: make the kernel hold fd's kev (none without a slot). */
+/* A change of fd's slot: other threads' modify() windows of fd are due. */
 static void
-ctl_resync_round(sel_object *s, int fd)
+ctl_touch(sel_object *s, long fd)
 {
-    const int all = FS_READ | FS_WRITE;
-    sel_slot *sl = slot_find(s, fd);
-    if (sl == NULL || !(sl->kev & SEL_KEV_IN)) {
-        (void)ctl_kernel(s, CTL_REMOVE, fd, all, 0, 0);
+    if (s->ctls == NULL) {
         return;
     }
-    int events = sl->kev & all;
-    uint64_t token = make_token(fd, sl->gen);
-    if (s->ops->modify == NULL) {
-        /* kqueue: both filters go, the wanted ones come back (libkqueue
-         * refuses an EV_ADD over a filter it has) */
-        (void)ctl_kernel(s, CTL_REMOVE, fd, all, 0, 0);
-        if (events) {
-            (void)ctl_kernel(s, CTL_ADD, fd, 0, events, token);
+    unsigned long me = PyThread_get_thread_ident();
+    for (sel_ctl_rec *r = s->ctls; r != NULL; r = r->next) {
+        if (r->fd == fd && r->owner != me) {
+            r->due = 1;
         }
     }
-    else if (ctl_kernel(s, CTL_MODIFY, fd, all, events, token) < 0
-             && errno == ENOENT) {
-        (void)ctl_kernel(s, CTL_ADD, fd, 0, events, token);
-    }
 }
 
-/* End rec's change.  The last change of its fd to end resyncs the kernel,
- * in rounds (each a change of its own) until one runs with no other
- * thread's change of fd beside it: a change still under way (even one
- * blocked in the kernel) is left the resync instead, so nobody goes round
- * while another call is in the kernel. */
-static void ctl_leave_slow(sel_object *s, sel_ctl_rec *rec);
-
-static inline void
-ctl_leave(sel_object *s, sel_ctl_rec *rec)
+static sel_slot *
+ctl_store(sel_object *s, int fd, PyObject *key, int events, int isbool)
 {
-    if (s->ctls == rec && !rec->due && !s->closed) {
-        s->ctls = rec->next;        /* the common case: nothing beside it */
-        return;
-    }
-    ctl_leave_slow(s, rec);
+    ctl_touch(s, fd);
+    return slot_store(s, fd, key, events, isbool);
 }
 
-static void
-ctl_leave_slow(sel_object *s, sel_ctl_rec *rec)
+static PyObject *
+ctl_take(sel_object *s, int fd, sel_slot *sl)
 {
-    int saved = errno;
-    int fd = rec->fd;
-    int due = ctl_unlink(s, rec);
-    while (due && !s->closed && ctl_live(s)) {
-        for (sel_ctl_rec *r = s->ctls; r != NULL; r = r->next) {
-            if (r->fd == fd) {
-                r->due = 1;
-                errno = saved;
-                return;
-            }
-        }
-        sel_ctl_rec round;
-        ctl_enter(s, &round, fd);
-        ctl_resync_round(s, fd);
-        due = ctl_unlink(s, &round);
-    }
-    errno = saved;
-}
-
-/* A change of fd in one kernel call, noted and recorded: 0, or -1 with
- * errno. */
-static int
-ctl_change(sel_object *s, ctl_op op, int fd, int old, int events,
-           uint64_t token)
-{
-    sel_ctl_rec rec;
-    ctl_enter(s, &rec, fd);
-    ctl_note(s, op, fd, events);
-    int rc = ctl_kernel(s, op, fd, old, events, token);
-    ctl_leave(s, &rec);
-    return rc;
+    ctl_touch(s, fd);
+    return slot_take(s, fd, sl);
 }
 
 /* After the poller refused a register or modify (its exception set), the
@@ -228,76 +173,85 @@ ctl_refused(sel_object *s, PyObject *fileobj, long cfd)
 {
     sel_slot *sl = slot_find(s, cfd);
     if (sl != NULL) {
-        return slot_take(s, (int)cfd, sl);
+        return ctl_take(s, (int)cfd, sl);
     }
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
+    PyObject *refusal = PyErr_GetRaisedException();
     sel_err_not_registered(fileobj);
-    if (value != NULL) {
-        PyObject *t2, *v2, *tb2;
-        PyErr_Fetch(&t2, &v2, &tb2);
-        PyErr_NormalizeException(&t2, &v2, &tb2);
-        if (v2 != NULL) {
-            PyException_SetContext(v2, value);  /* steals value */
-            PyException_SetCause(v2, NULL);     /* `from None` */
-        }
-        else {
-            Py_DECREF(value);
-        }
-        PyErr_Restore(t2, v2, tb2);
+    PyObject *exc = PyErr_GetRaisedException();
+    if (exc != NULL && refusal != NULL) {
+        PyException_SetContext(exc, refusal);   /* steals refusal */
+        PyException_SetCause(exc, NULL);        /* `from None` */
     }
+    else {
+        Py_XDECREF(refusal);
+    }
+    PyErr_SetRaisedException(exc);
     return NULL;
 }
 
 void
 sel_readd_all(sel_object *s)
 {
-    /* a forked child: one thread, the GIL held throughout; the parent's
-     * kernel object held each fd's kev (an empty interest included) */
+    /* a forked child (one thread, the GIL held throughout) rebuilds its
+     * kernel object from its keys, an empty interest included */
     for (int32_t fd = s->head; fd >= 0;) {
         sel_slot *sl = slot_find(s, fd);
         assert(sl != NULL);
-        if (sl->kev & SEL_KEV_IN) {
-            (void)s->ops->add(s->be, fd, sl->kev & (FS_READ | FS_WRITE),
-                              make_token(fd, sl->gen));
-        }
+        (void)s->ops->add(s->be, fd, sl->events, make_token(fd, sl->gen));
         fd = sl->next;
     }
 }
 
 /* ---- register ----------------------------------------------------------- */
 
-/* Store key for fd and tell the kernel, in the stdlib's order: another
- * thread sees the key while the kernel call runs, and a refusal takes it
- * back.  Steals key; a new reference to it, or NULL. */
+/* The stdlib's order: the key is stored, then `events & EVENT_READ` and
+ * `events & EVENT_WRITE` make the poller's mask (code they run sees the
+ * key), the poller is told, and a refusal takes the key back.  Steals key;
+ * a new reference to it, or NULL. */
 static PyObject *
-register_key(sel_object *s, int fd, PyObject *key, int mask, int isbool)
+register_key(sel_object *s, int fd, PyObject *key)
 {
-    sel_slot *sl = slot_store(s, fd, key, mask, isbool);
+    PyObject *events = PyTuple_GET_ITEM(key, 2);
+    int isbool = PyBool_Check(PyTuple_GET_ITEM(key, 1));
+    int exact = PyLong_CheckExact(events);
+    int mask = exact ? (int)PyLong_AsLong(events) : 0;
+    sel_slot *sl = ctl_store(s, fd, key, mask, isbool);
     if (sl == NULL) {
         Py_DECREF(key);
         return NULL;
     }
-    uint64_t token = make_token(fd, sl->gen);
-    sel_ctl_rec rec;
-    ctl_enter(s, &rec, fd);
-    ctl_note(s, CTL_ADD, fd, mask);
-    if (ctl_kernel(s, CTL_ADD, fd, 0, mask, token) < 0) {
-        fs_errno_error(errno);
-        PyObject *dropped = ctl_refused(s, PyTuple_GET_ITEM(key, 0), fd);
-        ctl_leave(s, &rec);
-        Py_XDECREF(dropped);
-        Py_DECREF(key);
-        return NULL;
+    uint32_t gen = sl->gen;
+    if (!exact) {
+        mask = sel_poller_mask(events);
+        sl = slot_find(s, fd);
+        if (mask >= 0 && sl != NULL && slot_key(sl) == key) {
+            slot_set_events(s, sl, mask);
+        }
     }
-    ctl_leave(s, &rec);
+    if (mask < 0 || (s->kind->bool_warn_ctl && sel_warn_bool_fd(isbool) < 0)) {
+        goto refused;
+    }
+    /* that code may have closed the selector, or forked: the child's
+     * rebuild from the keys added this one */
+    int forked = !ctl_live(s);
+    if (sel_ready(s) < 0) {
+        goto refused;
+    }
+    if (forked) {
+        return key;
+    }
+    if (ctl_kernel(s, CTL_ADD, fd, 0, mask, make_token(fd, gen)) < 0) {
+        fs_errno_error(errno);
+        goto refused;
+    }
     return key;
+
+refused:
+    if (!s->closed) {
+        Py_XDECREF(ctl_refused(s, PyTuple_GET_ITEM(key, 0), fd));
+    }
+    Py_DECREF(key);
+    return NULL;
 }
 
 PyObject *
@@ -307,23 +261,14 @@ sel_do_register(sel_object *s, PyObject *fileobj, PyObject *events,
     if (sel_ready(s) < 0) {
         return NULL;
     }
-    if (s->driver != NULL) {
-        return sel_py_register(s, fileobj, events, data);
-    }
     long cfd;
-    int mask;
-    PyObject *key = sel_register_key(s, fileobj, events, data, &cfd, &mask);
+    PyObject *key = sel_register_key(s, fileobj, events, data, &cfd);
     if (key == NULL) {
         return NULL;
     }
-    int isbool = PyBool_Check(PyTuple_GET_ITEM(key, 1));
-    if (s->kind->bool_warn_ctl && sel_warn_bool_fd(isbool)) {
-        Py_DECREF(key);
-        return NULL;
-    }
-    /* fileno() and __and__ may have run code that closed or forked; the
-     * allocation and the warning, code that registered this fd (kqueue's
-     * EV_ADD would then succeed over the old registration) */
+    /* fileno() and the checks may have run code that closed or forked, or
+     * registered this fd (kqueue's EV_ADD would then succeed over the old
+     * registration) */
     if (sel_ready(s) < 0) {
         Py_DECREF(key);
         return NULL;
@@ -334,7 +279,7 @@ sel_do_register(sel_object *s, PyObject *fileobj, PyObject *events,
         Py_DECREF(key);
         return NULL;
     }
-    return register_key(s, (int)cfd, key, mask, isbool);
+    return register_key(s, (int)cfd, key);
 }
 
 /* (fileobj, events, data=None) of register() and modify(): the plain
@@ -365,6 +310,7 @@ PyObject *
 sel_register(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
              PyObject *kwnames)
 {
+    SEL_FORWARD(s, "register", args, nargs, kwnames);
     PyObject *a[3];
     if (parse_fileobj_events_data(s, SEL_M_REGISTER, "register", args, nargs,
                                   kwnames, a) < 0) {
@@ -380,9 +326,6 @@ sel_do_unregister(sel_object *s, PyObject *fileobj)
 {
     if (sel_ready(s) < 0) {
         return NULL;
-    }
-    if (s->driver != NULL) {
-        return sel_py_unregister(s, fileobj);
     }
     long cfd;
     sel_slot *sl = sel_registered_slot(s, fileobj, &cfd);
@@ -400,9 +343,9 @@ sel_do_unregister(sel_object *s, PyObject *fileobj)
     int events = sl->events;
     int isbool = sl->boolfd;
     /* the stdlib's order: the key goes, then the poller is told */
-    PyObject *key = slot_take(s, (int)cfd, sl);
+    PyObject *key = ctl_take(s, (int)cfd, sl);
     /* an fd closed since registration makes the kernel refuse: ignored */
-    int missing = ctl_change(s, CTL_REMOVE, (int)cfd, events, 0, 0) < 0
+    int missing = ctl_kernel(s, CTL_REMOVE, (int)cfd, events, 0, 0) < 0
                   && errno == ENOENT && s->kind->unregister_missing;
     if (s->kind->bool_warn_ctl && sel_warn_bool_fd(isbool)) {
         Py_DECREF(key);
@@ -424,6 +367,7 @@ PyObject *
 sel_unregister(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
                PyObject *kwnames)
 {
+    SEL_FORWARD(s, "unregister", args, nargs, kwnames);
     static const char *const names[] = {"fileobj"};
     PyObject *a[1];
     if (kwnames == NULL && nargs == 1) {
@@ -456,54 +400,40 @@ modify_refused(sel_object *s, PyObject *fileobj, long cfd, int old)
 {
     PyObject *dropped = ctl_refused(s, fileobj, cfd);
     if (dropped != NULL) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        (void)ctl_change(s, CTL_REMOVE, (int)cfd, old, 0, 0);
-        PyErr_Restore(type, value, tb);
+        PyObject *exc = PyErr_GetRaisedException();
+        (void)ctl_kernel(s, CTL_REMOVE, (int)cfd, old, 0, 0);
+        PyErr_SetRaisedException(exc);
         Py_DECREF(dropped);
     }
 }
 
-/* _PollLikeSelector.modify's one kernel modify (no validation of events),
- * with rec entered for its bookkeeping (modify_poller leaves it): the new
- * poller mask, or -1 with an exception and rec left. */
-static int
-modify_poller_kernel(sel_object *s, PyObject *fileobj, long cfd,
-                     PyObject *key, PyObject *events, sel_ctl_rec *rec)
+/* Make the kernel hold what fd's slot says (another thread changed fd
+ * during a modify() that then stored its key over that change). */
+static void
+ctl_follow(sel_object *s, int fd)
 {
-    int mask = sel_poller_mask(events);
-    if (mask < 0) {
-        return -1;
+    const int all = FS_READ | FS_WRITE;
+    sel_slot *sl = slot_find(s, fd);
+    if (sl == NULL) {
+        return;
     }
-    /* __and__ may have run code that changed fd's registration: the stdlib
-     * goes on with the key it looked up, and its poller with whatever it
-     * has for the fd */
-    sel_slot *sl;
-    if (s->kind->bool_warn_ctl
-            && sel_warn_bool_fd(PyBool_Check(PyTuple_GET_ITEM(key, 1))) < 0) {
-        /* raised where the stdlib's poller.modify() would */
-        sl = slot_find(s, cfd);
-        modify_refused(s, fileobj, cfd, sl != NULL ? sl->events : 0);
-        return -1;
+    int events = sl->events;
+    uint64_t token = make_token(fd, sl->gen);
+    if (s->ops->modify == NULL) {
+        /* kqueue: both filters go, the wanted ones come back (libkqueue
+         * refuses an EV_ADD over a filter it has) */
+        (void)ctl_kernel(s, CTL_REMOVE, fd, all, 0, 0);
+        if (events) {
+            (void)ctl_kernel(s, CTL_ADD, fd, 0, events, token);
+        }
     }
-    if (sel_ready(s) < 0) {
-        return -1;
+    else if (ctl_kernel(s, CTL_MODIFY, fd, all, events, token) < 0
+             && errno == ENOENT) {
+        (void)ctl_kernel(s, CTL_ADD, fd, 0, events, token);
     }
-    sl = slot_find(s, cfd);             /* a warning filter may run code */
-    int old = sl != NULL ? sl->events : 0;
-    uint64_t token = make_token((int)cfd, sl != NULL ? sl->gen : 0);
-    ctl_enter(s, rec, (int)cfd);
-    ctl_note(s, CTL_MODIFY, (int)cfd, mask);
-    if (ctl_kernel(s, CTL_MODIFY, (int)cfd, old, mask, token) < 0) {
-        fs_errno_error(errno);
-        modify_refused(s, fileobj, cfd, old);
-        ctl_leave(s, rec);
-        return -1;
-    }
-    return mask;
 }
 
-/* The end of modify(), with rec entered (after the kernel call, if any):
+/* The end of modify(), with rec entered before its kernel call (if any):
  * data is compared, as the stdlib does after that call; if it or the events
  * changed, a new key with `events` and data is stored for fd (mask: its
  * poller mask) and returned, else the key itself.  As the stdlib,
@@ -519,43 +449,70 @@ modify_finish(sel_object *s, long cfd, PyObject *key, int changed,
     PyObject *result = NULL;
     int dne = sel_not_equal(data, PyTuple_GET_ITEM(key, 3));
     if (dne == 0 && !changed) {
-        Py_INCREF(key);
         ctl_leave(s, rec);
+        Py_INCREF(key);
         return key;
     }
     if (dne >= 0) {
         result = sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
                              PyTuple_GET_ITEM(key, 1), events, data);
     }
-    if (result != NULL && (!rec->due || slot_find(s, cfd) != NULL)
-            && slot_put(s, (int)cfd, result, mask) < 0) {
+    /* no Python code runs from here to the store */
+    ctl_leave(s, rec);
+    if (result == NULL || (rec->due && slot_find(s, cfd) == NULL)) {
+        return result;
+    }
+    ctl_touch(s, cfd);
+    if (slot_put(s, (int)cfd, result, mask) < 0) {
         Py_CLEAR(result);
     }
-    sel_slot *sl = slot_find(s, cfd);   /* the old key's release ran code */
-    if (rec->due && result != NULL && sl != NULL && slot_key(sl) == result) {
-        sl->kev = (uint8_t)(mask | SEL_KEV_IN);
+    else if (rec->due) {
+        ctl_follow(s, (int)cfd);
     }
-    ctl_leave(s, rec);
     return result;
 }
 
 /* _PollLikeSelector.modify (epoll, poll) after the lookup; ne: whether
- * events != key.events; mask: the key's poller mask. */
+ * events != key.events; mask: the key's poller mask.  The one kernel
+ * modify, with no validation of events. */
 static PyObject *
 modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
               int ne, int mask, PyObject *events, PyObject *data)
 {
     sel_ctl_rec rec;
-    if (ne) {
-        mask = modify_poller_kernel(s, fileobj, cfd, key, events, &rec);
-        if (mask < 0) {
-            return NULL;
-        }
-    }
-    else {
+    if (!ne) {
         ctl_enter(s, &rec, (int)cfd);
+        return modify_finish(s, cfd, key, 0, events, data, mask, &rec);
     }
-    return modify_finish(s, cfd, key, ne, events, data, mask, &rec);
+    mask = sel_poller_mask(events);
+    if (mask < 0) {
+        return NULL;
+    }
+    /* __and__ may have run code that changed fd's registration: the stdlib
+     * goes on with the key it looked up, and its poller with whatever it
+     * has for the fd */
+    sel_slot *sl;
+    if (s->kind->bool_warn_ctl
+            && sel_warn_bool_fd(PyBool_Check(PyTuple_GET_ITEM(key, 1))) < 0) {
+        /* raised where the stdlib's poller.modify() would */
+        sl = slot_find(s, cfd);
+        modify_refused(s, fileobj, cfd, sl != NULL ? sl->events : 0);
+        return NULL;
+    }
+    if (sel_ready(s) < 0) {
+        return NULL;
+    }
+    sl = slot_find(s, cfd);             /* a warning filter may run code */
+    int old = sl != NULL ? sl->events : 0;
+    uint64_t token = make_token((int)cfd, sl != NULL ? sl->gen : 0);
+    ctl_enter(s, &rec, (int)cfd);
+    if (ctl_kernel(s, CTL_MODIFY, (int)cfd, old, mask, token) < 0) {
+        ctl_leave(s, &rec);
+        fs_errno_error(errno);
+        modify_refused(s, fileobj, cfd, old);
+        return NULL;
+    }
+    return modify_finish(s, cfd, key, 1, events, data, mask, &rec);
 }
 
 /* _BaseSelectorImpl.modify (select, kqueue) after the lookup. */
@@ -597,6 +554,7 @@ PyObject *
 sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
 {
+    SEL_FORWARD(s, "modify", args, nargs, kwnames);
     PyObject *a[3];
     if (parse_fileobj_events_data(s, SEL_M_MODIFY, "modify", args, nargs,
                                   kwnames, a) < 0) {
@@ -605,9 +563,6 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     PyObject *fileobj = a[0], *events = a[1], *data = a[2];
     if (sel_ready(s) < 0) {
         return NULL;
-    }
-    if (s->driver != NULL && s->kind->modify_poller) {
-        return sel_py_modify(s, fileobj, events, data);
     }
     long cfd;
     sel_slot *sl = sel_registered_slot(s, fileobj, &cfd);

@@ -203,8 +203,9 @@ kernel_mask(PyObject *events)
     return mask;
 }
 
-/* register()'s check `(not events) or (events & ~3)`: the FS_* mask, or
- * -1 with an exception. */
+/* register()'s check `(not events) or (events & ~3)`: 0, or -1 with an
+ * exception.  The poller's mask is computed after the key is stored, as
+ * the stdlib does (sel_ctl.c). */
 static int
 check_events(PyObject *events)
 {
@@ -212,7 +213,7 @@ check_events(PyObject *events)
         int overflow;
         long v = PyLong_AsLongAndOverflow(events, &overflow);
         if (!overflow && v >= 1 && v <= 3) {
-            return (int)v;
+            return 0;
         }
         if (v == -1 && PyErr_Occurred()) {
             return -1;
@@ -243,7 +244,7 @@ check_events(PyObject *events)
     if (t) {
         goto invalid;
     }
-    return kernel_mask(events);
+    return 0;
 
 invalid:
     PyErr_Format(PyExc_ValueError, "Invalid events: %R", events);
@@ -313,10 +314,9 @@ sel_new_key(fs_state *st, PyObject *fileobj, PyObject *fd, PyObject *events,
 
 PyObject *
 sel_register_key(sel_object *s, PyObject *fileobj, PyObject *events,
-                 PyObject *data, long *cfd, int *mask)
+                 PyObject *data, long *cfd)
 {
-    *mask = check_events(events);
-    if (*mask < 0) {
+    if (check_events(events) < 0) {
         return NULL;
     }
     PyObject *fd = lookup_unregistered(s, fileobj, cfd);

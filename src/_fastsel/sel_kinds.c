@@ -44,12 +44,14 @@ poll_cls(PyObject *module, fs_state *Py_UNUSED(st))
     return PyObject_GetAttrString(module, "poll");
 }
 
-/* this module's poll() function, however it was reached */
+/* this module's poll() function */
 static int
 poll_native(PyObject *cls, PyObject *module, fs_state *Py_UNUSED(st))
 {
-    return PyCFunction_Check(cls) && PyCFunction_GET_SELF(cls) == module
-           && strcmp(((PyCFunctionObject *)cls)->m_ml->ml_name, "poll") == 0;
+    PyObject *poll = PyObject_GetAttrString(module, "poll");
+    Py_XDECREF(poll);           /* the module keeps it */
+    PyErr_Clear();
+    return cls == poll;
 }
 
 const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
@@ -66,7 +68,7 @@ const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
         .timeout = sel_epoll_timeout,
         .modify_poller = 1,
         .bool_warn_ctl = 1,
-        .batch = SEL_BATCH,
+        .per_key = 1,
         .has_fileno = 1,
         .selector_cls = epoll_cls,
         .is_native = epoll_native,
@@ -83,7 +85,7 @@ const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
         .modify_poller = 1,
         .bool_warn_ctl = 1,
         .unregister_missing = 1,
-        .batch = INT_MAX,
+        .per_key = 1,
         .selector_cls = poll_cls,
         .is_native = poll_native,
     },
@@ -99,7 +101,7 @@ const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
         .timeout_error = sel_select_timeout_error,
         .negative_timeout = "timeout must be non-negative",
         .bool_warn_select = 1,
-        .batch = INT_MAX,
+        .per_key = 1,
         /* no _selector_cls */
     },
     {
@@ -115,8 +117,7 @@ const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
         .timeout = sel_max0_timeout,
         .timeout_error = fs_kqueue_timeout_error,
         .negative_timeout = "timeout must be positive or None",
-        /* kqueue merges a whole ready list per call: no draining */
-        .batch = INT_MAX,
+        .per_key = 2,           /* a read and a write filter */
         .has_fileno = 1,
         .selector_cls = kqueue_cls,
         .is_native = kqueue_native,

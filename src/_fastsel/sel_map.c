@@ -5,7 +5,8 @@
 
 typedef struct {
     PyObject_HEAD
-    sel_object *sel;
+    sel_object *sel;        /* NULL once tp_clear broke a cycle */
+    fs_state *st;
 } map_object;
 
 typedef struct {
@@ -27,6 +28,7 @@ sel_map_new(sel_object *s)
         }
         Py_INCREF(s);
         m->sel = s;
+        m->st = s->st;
         s->map = (PyObject *)m;
     }
     Py_INCREF(s->map);
@@ -38,8 +40,9 @@ map_lookup(map_object *m, PyObject *fileobj, PyObject *dflt)
 {
     sel_object *s = m->sel;
     long cfd;
-    sel_slot *sl;
-    if (sel_find_slot(s, fileobj, &cfd, &sl) < 0) {
+    sel_slot *sl = NULL;
+    /* NULL: tp_clear broke a cycle; the mapping is then empty */
+    if (s != NULL && sel_find_slot(s, fileobj, &cfd, &sl) < 0) {
         return NULL;
     }
     if (sl == NULL) {
@@ -100,23 +103,23 @@ map_contains(map_object *m, PyObject *fileobj)
 static Py_ssize_t
 map_len(map_object *m)
 {
-    return m->sel->count;
+    return m->sel != NULL ? m->sel->count : 0;
 }
 
 static PyObject *
 map_iter(map_object *m)
 {
     sel_object *s = m->sel;
-    PyTypeObject *tp = s->st->selmap_iter_type;
-    mapiter_object *it = PyObject_GC_New(mapiter_object, tp);
+    mapiter_object *it = PyObject_GC_New(mapiter_object,
+                                         m->st->selmap_iter_type);
     if (it == NULL) {
         return NULL;
     }
-    Py_INCREF(s);
+    Py_XINCREF(s);
     it->sel = s;
-    it->next = s->head;
-    it->next_gen = s->head >= 0 ? slot_find(s, s->head)->gen : 0;
-    it->count = s->count;
+    it->next = s != NULL ? s->head : -1;
+    it->next_gen = it->next >= 0 ? slot_find(s, s->head)->gen : 0;
+    it->count = s != NULL ? s->count : 0;
     PyObject_GC_Track(it);
     return (PyObject *)it;
 }

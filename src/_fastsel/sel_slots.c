@@ -108,12 +108,15 @@ slot_store(sel_object *s, int fd, PyObject *key, int events, int boolfd)
     }
     Py_INCREF(key);
     sl->obj = (uintptr_t)key;
-    sl->gen = ++s->next_gen;
+    /* 0 is never a generation (it wraps after 2^32 registrations: by then
+     * no event of the old registration is left to confuse) */
+    if (++s->next_gen == 0) {
+        s->next_gen = 1;
+    }
+    sl->gen = s->next_gen;
     sl->events = (uint8_t)events;
     sl->boolfd = (uint8_t)boolfd;
-    sl->kev = 0;                /* the caller's kernel call sets it */
     slot_link(s, fd, sl);
-    sel_ctl_touch(s, fd);
     return sl;
 }
 
@@ -121,7 +124,6 @@ PyObject *
 slot_take(sel_object *s, int fd, sel_slot *sl)
 {
     assert(s->count > 0 && sl->obj != 0 && slot_find(s, fd) == sl);
-    sel_ctl_touch(s, fd);
     PyObject *key = slot_key(sl);
     PyObject *res = slot_res(sl);
     if (sl->prev >= 0) {
@@ -157,6 +159,14 @@ slot_take(sel_object *s, int fd, sel_slot *sl)
     return key;
 }
 
+void
+slot_set_events(sel_object *s, sel_slot *sl, int events)
+{
+    slot_count_bool(s, sl, -1);
+    sl->events = (uint8_t)events;
+    slot_count_bool(s, sl, 1);
+}
+
 int
 slot_put(sel_object *s, int fd, PyObject *key, int events)
 {
@@ -165,10 +175,7 @@ slot_put(sel_object *s, int fd, PyObject *key, int events)
         return slot_store(s, fd, key, events,
                           PyBool_Check(PyTuple_GET_ITEM(key, 1))) ? 1 : -1;
     }
-    sel_ctl_touch(s, fd);
-    slot_count_bool(s, sl, -1);
-    sl->events = (uint8_t)events;
-    slot_count_bool(s, sl, 1);
+    slot_set_events(s, sl, events);
     PyObject *prev = slot_obj(sl);
     Py_INCREF(key);
     sl->obj = (uintptr_t)key;
@@ -194,9 +201,6 @@ sel_forget_all(sel_object *s)
     s->count = 0;
     s->head = s->tail = -1;
     s->nbool[0] = s->nbool[1] = 0;
-    PyMem_Free(s->seen);
-    s->seen = NULL;
-    s->seencap = 0;
     for (int i = 0; i < cap; i++) {
         Py_XDECREF(slot_obj(&slots[i]));
     }
@@ -229,7 +233,7 @@ sel_check_table(sel_object *s)
         assert(n < s->count);
         sel_slot *sl = slot_find(s, fd);
         assert(sl != NULL && sl->prev == prev);
-        assert(sl->gen != 0 && sl->gen <= s->next_gen);
+        assert(sl->gen != 0);
         assert(slot_key(sl) != NULL);
         if (sl->boolfd && s->kind->bool_warn_select) {
             nbool[0] += (sl->events & FS_READ) != 0;

@@ -1,10 +1,10 @@
 /* sel_wait.c - select(): the timeout, one backend wait through the PEP 475
- * loop (timeout.h), the (key, events) results from the slot table, and the
- * drain of an epoll ready list longer than one batch.
+ * loop (timeout.h), and the (key, events) results from the slot table.
  *
- * Costs: select() keeps its event buffer (epoll: batches of SEL_BATCH,
- * drained with non-blocking waits) and its (key, mask) result tuples between
- * calls; nothing per select() is O(registered). */
+ * Costs: select() keeps its event buffer, sized as the stdlib sizes its
+ * wait (room for every registration, grown on demand), and its (key, mask)
+ * result tuples between calls; for epoll and kqueue nothing per select()
+ * is O(registered). */
 #include "selector.h"
 
 #include <limits.h>
@@ -52,51 +52,6 @@ sel_wait(sel_object *s, int64_t timeout_ns, int max)
                          wait_stop);
 }
 
-/* How sel_collect treats the drain's per-fd marks. */
-enum {
-    COLLECT_PLAIN,          /* a call that does not drain */
-    COLLECT_MARK,           /* the first batch of a draining call */
-    COLLECT_DEDUPE,         /* a drain batch: skip what was reported */
-};
-
-/* Room for a mark per direct fd (the far list keeps its own). */
-static int
-seen_grow(sel_object *s)
-{
-    uint32_t *ns = PyMem_Realloc(s->seen, (size_t)s->cap * sizeof(*ns));
-    if (ns == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    memset(ns + s->seencap, 0, (size_t)(s->cap - s->seencap) * sizeof(*ns));
-    s->seen = ns;
-    s->seencap = s->cap;
-    return 0;
-}
-
-/* 1 if this select() call reported fd already (COLLECT_DEDUPE), else mark
- * it and return 0; -1 with MemoryError. */
-static int
-seen_before(sel_object *s, int fd, sel_slot *sl, int mode)
-{
-    uint32_t *mark;
-    if (fd >= SEL_DIRECT_MAX) {
-        mark = &slot_far(sl)->seen;
-    }
-    else {
-        assert(fd < s->cap);
-        if (fd >= s->seencap && seen_grow(s) < 0) {
-            return -1;
-        }
-        mark = &s->seen[fd];
-    }
-    if (mode == COLLECT_DEDUPE && *mark == s->epoch) {
-        return 1;
-    }
-    *mark = s->epoch;
-    return 0;
-}
-
 /* A new reference to fd's (key, mask) result, cached in the slot. */
 static PyObject *
 result_tuple(sel_object *s, int fd, sel_slot *sl, int mask)
@@ -131,12 +86,17 @@ result_tuple(sel_object *s, int fd, sel_slot *sl, int mask)
     return t;
 }
 
-/* Append the results of n events in evbuf to list, starting at index *j of
- * a list pre-sized with NULLs (or appending when *j reaches its size).
- * Drops events of registrations that are gone or replaced (generation). */
-static int
-sel_collect(sel_object *s, PyObject *list, int n, Py_ssize_t *j, int mode)
+/* The results of n events in evbuf, in a list of at most n: events of
+ * registrations that are gone or were replaced (generation) are dropped.
+ * A new list, or NULL. */
+static PyObject *
+sel_collect(sel_object *s, int n)
 {
+    PyObject *list = PyList_New(n);
+    if (list == NULL) {
+        return NULL;
+    }
+    Py_ssize_t j = 0;
     for (int i = 0; i < n; i++) {
         uint64_t tok = s->evbuf[i].token;
         int fd = (int)(uint32_t)tok;
@@ -145,112 +105,47 @@ sel_collect(sel_object *s, PyObject *list, int n, Py_ssize_t *j, int mode)
         if (sl == NULL || sl->gen != gen) {
             continue;
         }
-        if (mode != COLLECT_PLAIN) {
-            int seen = seen_before(s, fd, sl, mode);
-            if (seen < 0) {
-                return -1;
-            }
-            if (seen) {
-                continue;
-            }
-        }
         PyObject *t = result_tuple(s, fd, sl, s->evbuf[i].events & sl->events);
         if (t == NULL) {
-            return -1;
+            Py_DECREF(list);
+            return NULL;
         }
-        if (*j < PyList_GET_SIZE(list)) {
-            PyList_SET_ITEM(list, *j, t);
-        }
-        else {
-            int rc = PyList_Append(list, t);
-            Py_DECREF(t);
-            if (rc < 0) {
-                return -1;
-            }
-        }
-        (*j)++;
+        PyList_SET_ITEM(list, j++, t);
     }
-    return 0;
-}
-
-/* Room for max events in evbuf (never more than batch). */
-static int
-sel_reserve(sel_object *s, int max, int batch)
-{
-    /* grow geometrically: registrations come in bursts */
-    int ncap = s->evcap > INT_MAX / 2 ? INT_MAX : s->evcap * 2;
-    if (ncap < max) {
-        ncap = max;
-    }
-    if (ncap > batch) {
-        ncap = batch;
-    }
-    fs_event *nb = PyMem_Realloc(s->evbuf, (size_t)ncap * sizeof(*nb));
-    if (nb == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    s->evbuf = nb;
-    s->evcap = ncap;
-    return 0;
-}
-
-/* Drain: epoll hands out the not-yet-returned ready fds first, then the
- * ones it returned (re-queued, level-triggered).  A batch that is not full,
- * or that brings anything already seen, means every ready fd has been
- * reported.  0, or -1 with an exception. */
-static int
-select_drain(sel_object *s, PyObject *list, Py_ssize_t *j, int max)
-{
-    while (!s->closed) {
-        int n = sel_wait(s, 0, max);
-        if (n < 0) {
-            return -1;
-        }
-        if (s->closed) {
-            break;
-        }
-        Py_ssize_t before = *j;
-        if (sel_collect(s, list, n, j, COLLECT_DEDUPE) < 0) {
-            return -1;
-        }
-        if (n != max || *j - before != n) {
-            break;
-        }
-    }
-    return 0;
-}
-
-/* The wait and its results, with evbuf and the backend owned (busy): a new
- * list, or NULL (with an exception, or without when closed meanwhile). */
-static PyObject *
-select_results(sel_object *s, int64_t tns, int max, int batch)
-{
-    int n = sel_wait(s, tns, max);
-    if (n < 0 || s->closed) {
-        return NULL;
-    }
-    PyObject *list = PyList_New(n);
-    if (list == NULL) {
-        return NULL;
-    }
-    Py_ssize_t j = 0;
-    int full = n == max && max == batch && s->count > max;
-    if (full) {
-        s->epoch++;             /* draining follows: a new set of marks */
-    }
-    if (sel_collect(s, list, n, &j, full ? COLLECT_MARK : COLLECT_PLAIN) < 0
-        || (full && select_drain(s, list, &j, max) < 0)) {
-        /* also when a finaliser closed: no list with an exception */
-        Py_DECREF(list);
-        return NULL;
-    }
-    if (j < PyList_GET_SIZE(list)
-        && PyList_SetSlice(list, j, PyList_GET_SIZE(list), NULL) < 0) {
+    /* a finaliser may have closed meanwhile: no list with an exception */
+    if (j < n && PyList_SetSlice(list, j, n, NULL) < 0) {
         Py_DECREF(list);
         return NULL;
     }
     return list;
+}
+
+/* Room for every registration's events, as the stdlib asks its poller for
+ * (epoll: one per fd; kqueue: one per filter; at least 1), grown
+ * geometrically: registrations come in bursts.  The count, or -1 with
+ * MemoryError. */
+static int
+sel_reserve(sel_object *s)
+{
+    Py_ssize_t want = s->count * s->kind->per_key;
+    if (want < 1) {
+        want = 1;
+    }
+    if (want > INT_MAX) {
+        want = INT_MAX;
+    }
+    if (want > s->evcap) {
+        Py_ssize_t ncap = s->evcap + (s->evcap >> 1);
+        ncap = ncap < want ? want : (ncap > INT_MAX ? INT_MAX : ncap);
+        fs_event *nb = PyMem_Realloc(s->evbuf, (size_t)ncap * sizeof(*nb));
+        if (nb == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->evbuf = nb;
+        s->evcap = (int)ncap;
+    }
+    return (int)want;
 }
 
 /* select()'s checks before the wait: 0, or -1 with an exception. */
@@ -287,6 +182,7 @@ PyObject *
 sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
 {
+    SEL_FORWARD(s, "select", args, nargs, kwnames);
     static const char *const names[] = {"timeout"};
     PyObject *timeout;
     if (kwnames == NULL && nargs <= 1) {
@@ -304,23 +200,26 @@ sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     if (sel_ready(s) < 0) {
         return NULL;
     }
-    if (s->driver != NULL) {
-        return sel_py_select(s, timeout);
-    }
     int64_t tns;
     if (select_prepare(s, timeout, &tns) < 0) {
         return NULL;
     }
-    /* Only epoll hands out the rest of a ready list on the next call (it
-     * re-queues what it returned); poll and select rescan from the start,
-     * so they get room for every registration, as the stdlib's do. */
-    int batch = s->kind->batch;
-    int max = s->count < 1 ? 1 : (s->count > batch ? batch : (int)s->count);
-    if (s->evcap < max && sel_reserve(s, max, batch) < 0) {
+    int max = sel_reserve(s);
+    if (max < 0) {
         return NULL;
     }
     s->busy = 1;
-    PyObject *list = select_results(s, tns, max, batch);
+    int n = sel_wait(s, tns, max);
+    PyObject *list = NULL;
+    if (n >= 0 && !s->closed) {
+        list = sel_collect(s, n);
+    }
+    else if (n < 0 && PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+        /* a signal handler's InterruptedError: the stdlib's selectors
+         * `except InterruptedError: return ready` around their wait */
+        PyErr_Clear();
+        list = PyList_New(0);
+    }
     s->busy = 0;
     if (s->closed) {
         /* closed by another thread meanwhile: its keys are gone */

@@ -4,7 +4,6 @@
  * of the selector files is described in selector.h. */
 #include "selector.h"
 #include "fork.h"
-#include "structmember.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -36,7 +35,7 @@ sel_refork(sel_object *s)
     /* threads that were waiting or in an interest change at fork are not
      * here */
     s->busy = 0;
-    s->ctls = NULL;
+    sel_ctl_init(s);
     if (s->be != NULL) {
         s->ops->free(s->be);
         s->be = NULL;
@@ -70,9 +69,6 @@ sel_ready_slow(sel_object *s)
         sel_err_closed();
         return -1;
     }
-    if (s->driver != NULL) {
-        return 0;               /* the stdlib does nothing about fork */
-    }
     if (s->fork_seen != fs_fork_generation() && sel_refork(s) < 0) {
         return -1;
     }
@@ -85,7 +81,7 @@ sel_ready_slow(sel_object *s)
 void
 sel_finish_close(sel_object *s)
 {
-    if (s->closed && !s->busy && s->ctls == NULL) {
+    if (s->closed && !s->busy && s->inflight == 0) {
         if (s->be != NULL) {
             s->ops->free(s->be);
             s->be = NULL;
@@ -102,17 +98,9 @@ static PyObject *
 sel_close(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames)
 {
+    SEL_FORWARD(s, "close", args, nargs, kwnames);
     if (sel_no_args(s, SEL_M_CLOSE, "close", args, nargs, kwnames) < 0) {
         return NULL;
-    }
-    if (s->driver != NULL) {
-        /* the kernel object's close() first; if it fails, nothing else
-         * happens (EpollSelector/KqueueSelector.close) */
-        PyObject *r = sel_call_driver(s, "close", NULL, NULL);
-        if (r == NULL) {
-            return NULL;
-        }
-        Py_DECREF(r);
     }
     if (s->closed) {
         Py_RETURN_NONE;
@@ -124,7 +112,7 @@ sel_close(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
         /* the inherited backend: release the child's copy only */
         s->fork_seen = fs_fork_generation();
         s->busy = 0;
-        s->ctls = NULL;
+        sel_ctl_init(s);
     }
     sel_finish_close(s);
     Py_RETURN_NONE;
@@ -134,6 +122,7 @@ static PyObject *
 sel_get_key(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
             PyObject *kwnames)
 {
+    SEL_FORWARD(s, "get_key", args, nargs, kwnames);
     static const char *const names[] = {"fileobj"};
     PyObject *fileobj;
     if (kwnames == NULL && nargs == 1) {
@@ -154,6 +143,7 @@ static PyObject *
 sel_get_map(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
             PyObject *kwnames)
 {
+    SEL_FORWARD(s, "get_map", args, nargs, kwnames);
     if (sel_no_args(s, SEL_M_GET_MAP, "get_map", args, nargs, kwnames) < 0) {
         return NULL;
     }
@@ -167,11 +157,9 @@ static PyObject *
 sel_fileno(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
 {
+    SEL_FORWARD(s, "fileno", args, nargs, kwnames);
     if (sel_no_args(s, SEL_M_FILENO, "fileno", args, nargs, kwnames) < 0) {
         return NULL;
-    }
-    if (s->driver != NULL) {
-        return sel_call_driver(s, "fileno", NULL, NULL);
     }
     if (s->closed) {
         PyErr_Format(PyExc_ValueError, "I/O operation on closed %s object",
@@ -232,14 +220,10 @@ kind_of(fs_state *st, PyTypeObject *type)
 static PyObject *
 sel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    /* find our module's state and the mechanism through the base chain */
-    PyObject *module = NULL;
-    for (PyTypeObject *t = type; t != NULL; t = t->tp_base) {
-        if (PyType_HasFeature(t, Py_TPFLAGS_HEAPTYPE)
-            && ((PyHeapTypeObject *)t)->ht_module != NULL) {
-            module = ((PyHeapTypeObject *)t)->ht_module;
-            break;
-        }
+    /* our module's state, and the mechanism, through the MRO */
+    PyObject *module = PyType_GetModuleByDef(type, &fs_module_def);
+    if (module == NULL) {
+        PyErr_Clear();
     }
     fs_state *st = module ? fs_get_state(module) : NULL;
     const sel_kind *kind = st != NULL ? kind_of(st, type) : NULL;
@@ -257,6 +241,7 @@ sel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (s == NULL) {
         return NULL;
     }
+    sel_ctl_init(s);
     s->st = st;
     s->kind = kind;
     s->ops = kind->ops;
@@ -288,11 +273,11 @@ sel_traverse(sel_object *s, visitproc visit, void *arg)
     Py_VISIT(s->dict);
     Py_VISIT(s->map);
     Py_VISIT(s->driver);
-    for (int i = 0; i < s->cap; i++) {
-        Py_VISIT(slot_obj(&s->slots[i]));
-    }
-    for (int i = 0; i < s->nfar; i++) {
-        Py_VISIT(slot_obj(&s->far[i].slot));
+    /* the registered slots, in registration order: O(keys), not O(fds) */
+    for (int32_t fd = s->head; fd >= 0;) {
+        sel_slot *sl = slot_find(s, fd);
+        Py_VISIT(slot_obj(sl));
+        fd = sl->next;
     }
     return 0;
 }
@@ -321,6 +306,12 @@ sel_dealloc(sel_object *s)
         s->be = NULL;
     }
     PyMem_Free(s->evbuf);
+    if (s->fork_seen == fs_fork_generation()) {
+        /* a forked child's copy may be held by a thread it does not have:
+         * not touched (glibc's destroy would wait for its waiters) */
+        pthread_mutex_destroy(&s->ctl_mu);
+        pthread_cond_destroy(&s->ctl_cv);
+    }
     tp->tp_free((PyObject *)s);
     Py_DECREF(tp);
 }
@@ -363,10 +354,10 @@ static PyMethodDef sel_fileno_methods[] = {
 };
 
 static PyMemberDef sel_members[] = {
-    {"__dictoffset__", T_PYSSIZET, offsetof(sel_object, dict), READONLY,
-     NULL},
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(sel_object, weaklist),
-     READONLY, NULL},
+    {"__dictoffset__", Py_T_PYSSIZET, offsetof(sel_object, dict),
+     Py_READONLY, NULL},
+    {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(sel_object, weaklist),
+     Py_READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -374,7 +365,11 @@ static PyMemberDef sel_members[] = {
 static PyObject *
 sel_get_map_attr(PyObject *self, void *Py_UNUSED(closure))
 {
-    return sel_get_map((sel_object *)self, NULL, 0, NULL);
+    sel_object *s = (sel_object *)self;
+    if (s->driver != NULL) {
+        return PyObject_GetAttrString(s->driver, "_map");
+    }
+    return sel_get_map(s, NULL, 0, NULL);
 }
 
 static PyGetSetDef sel_getset[] = {

@@ -19,7 +19,7 @@
  * (the kind table), sel_slots.c (the key/slot table), sel_keys.c (fileobj ->
  * fd, event masks, keys, errors), sel_ctl.c (register/unregister/modify and
  * the kernel interest changes), sel_timeout.c (per-kind timeout rules),
- * sel_wait.c (select(): wait, collect, drain), sel_driver.c (a replaced
+ * sel_wait.c (select(): wait, results), sel_driver.c (a replaced
  * _selector_cls), sel_map.c (get_map()'s mapping and its iterator).
  */
 #ifndef FASTSEL_SELECTOR_H
@@ -30,6 +30,7 @@
 #include "fork.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,9 +72,10 @@ struct sel_kind {
      * again after an unregister run inside it) raises the poller's
      * KeyError(fd), as select.poll's unregister() does */
     int unregister_missing;
-    /* events per wait: a full batch is drained with non-blocking waits;
-     * INT_MAX: room for every registration (the mechanism rescans) */
-    int batch;
+    /* events a registration can bring per wait: the room select() asks
+     * the kernel for is this times the registrations, as the stdlib's
+     * (kqueue: one per filter) */
+    int per_key;
     int has_fileno;             /* the class defines fileno() */
     /* The kernel object's maker, the stdlib's _selector_cls (a new
      * reference), and whether cls is it; NULL: the class has none. */
@@ -84,11 +86,6 @@ struct sel_kind {
 extern const sel_kind sel_kinds[FS_SELECTOR_KINDS];
 
 /* ---- the object --------------------------------------------------------- */
-
-/* Events per epoll wait; a full batch is followed by non-blocking waits
- * to drain the rest (deduplicated: level-triggered epoll re-queues what it
- * returned).  Bounds the persistent buffer at 16 KiB. */
-#define SEL_BATCH 1024
 
 /* fds at or above this go to the `far` list instead of the direct array, so
  * a bogus huge fd (accepted by poll and select) cannot allocate gigabytes.
@@ -111,12 +108,7 @@ typedef struct {
     uint8_t events;         /* the key's events as FS_*: masks results */
     uint8_t res_mask;
     uint8_t boolfd;         /* key.fd is a bool (3.13 warns on its use) */
-    /* what this selector last asked the kernel for the fd (sel_ctl.c):
-     * FS_* | SEL_KEV_IN; 0: nothing */
-    uint8_t kev;
 } sel_slot;
-
-#define SEL_KEV_IN 0x80
 
 #if UINTPTR_MAX == UINT64_MAX
 _Static_assert(sizeof(sel_slot) == 24, "a slot is 24 bytes on 64-bit");
@@ -124,11 +116,11 @@ _Static_assert(sizeof(sel_slot) == 24, "a slot is 24 bytes on 64-bit");
 
 typedef struct {
     int fd;
-    uint32_t seen;          /* drain dedupe mark (epoch), as sel_object.seen */
     sel_slot slot;
 } sel_far;
 
-/* One interest change in flight (sel_ctl.c), on its caller's stack. */
+/* A modify() between its lookup and its key store (sel_ctl.c), on its
+ * caller's stack. */
 typedef struct sel_ctl_rec {
     struct sel_ctl_rec *next;
     unsigned long owner;    /* the thread making it */
@@ -143,12 +135,20 @@ typedef struct {
     const fs_backend_ops *ops;
     fs_backend *be;         /* NULL once closed (unless a call holds it) */
     /* Not NULL when _selector_cls is not fastsel's own mechanism: the
-     * Python driver (fastsel/_selectors.py) that calls the kernel object's
-     * methods as the stdlib's class does; ops and be are then unused. */
+     * stdlib's class running over what it makes (sel_driver.c), which
+     * every method hands its call to; the rest of the object is unused. */
     PyObject *driver;
     int closed;
     int busy;               /* a select() owns evbuf and the backend wait */
-    /* interest changes in flight (sel_ctl.c), or NULL */
+    /* kernel calls of interest changes (sel_ctl.c): tickets taken with the
+     * GIL (ctl_next), served in order under ctl_mu (ctl_serving,
+     * ctl_waiting); inflight: calls between ticket and return */
+    pthread_mutex_t ctl_mu;
+    pthread_cond_t ctl_cv;
+    uint64_t ctl_next, ctl_serving;
+    int ctl_waiting;
+    int inflight;
+    /* modify()s between lookup and store (sel_ctl.c), or NULL */
     struct sel_ctl_rec *ctls;
     unsigned long fork_seen;
     sel_slot *slots;        /* indexed by fd < cap */
@@ -160,9 +160,6 @@ typedef struct {
     uint32_t next_gen;
     fs_event *evbuf;
     int evcap;
-    uint32_t *seen;         /* drain dedupe, per direct fd (lazy) */
-    int seencap;
-    uint32_t epoch;
     int nbool[2];           /* bool_warn_select: bool fds read / write */
     PyObject *map;          /* get_map() result, made on first use */
     PyObject *dict;
@@ -228,19 +225,8 @@ make_token(int fd, uint32_t gen)
  * registration order; NULL with MemoryError. */
 sel_slot *slot_store(sel_object *s, int fd, PyObject *key, int events,
                      int boolfd);
-/* Every change of fd's slot (store, take, put) marks the interest changes
- * of fd that other threads have in flight (sel_ctl.c): the kernel may have
- * to follow the table. */
-void sel_ctl_touch_slow(sel_object *s, long fd);
-
-static inline void
-sel_ctl_touch(sel_object *s, long fd)
-{
-    if (s->ctls != NULL) {
-        sel_ctl_touch_slow(s, fd);
-    }
-}
-
+/* Set a slot's events (the key's mask of results). */
+void slot_set_events(sel_object *s, sel_slot *sl, int events);
 /* Unlink fd's slot and return its key (a new reference to the caller);
  * the cached result is released.  A far slot moves: sl is invalid after. */
 PyObject *slot_take(sel_object *s, int fd, sel_slot *sl);
@@ -280,12 +266,11 @@ sel_slot *sel_registered_slot(sel_object *s, PyObject *fileobj, long *cfd);
 /* The key registered for fileobj (a new reference; *cfd its fd), or NULL
  * with the stdlib's KeyError. */
 PyObject *sel_registered_key(sel_object *s, PyObject *fileobj, long *cfd);
-/* register()'s checks and its new key (*cfd its fd, *mask the FS_* mask
- * of events): NULL with the stdlib's error when events are invalid or
- * fileobj is registered already. */
+/* register()'s checks and its new key (*cfd its fd): NULL with the
+ * stdlib's error when events are invalid or fileobj is registered
+ * already. */
 PyObject *sel_register_key(sel_object *s, PyObject *fileobj,
-                           PyObject *events, PyObject *data, long *cfd,
-                           int *mask);
+                           PyObject *events, PyObject *data, long *cfd);
 /* _PollLikeSelector.modify's unvalidated mask, or -1. */
 int sel_poller_mask(PyObject *events);
 /* Python's `a != b`: 1, 0, or -1 with an exception. */
@@ -312,9 +297,8 @@ int sel_ready_slow(sel_object *s);
 static inline int
 sel_ready(sel_object *s)
 {
-    if (!s->closed && (s->driver != NULL
-                       || (s->be != NULL
-                           && s->fork_seen == fs_fork_generation()))) {
+    if (!s->closed && s->be != NULL
+            && s->fork_seen == fs_fork_generation()) {
         return 0;
     }
     return sel_ready_slow(s);
@@ -337,6 +321,8 @@ PyObject *sel_unregister(sel_object *s, PyObject *const *args,
                          Py_ssize_t nargs, PyObject *kwnames);
 /* Re-add every key to a fresh backend (a forked child). */
 void sel_readd_all(sel_object *s);
+/* The ticket lock of kernel calls, in a new object or a forked child. */
+void sel_ctl_init(sel_object *s);
 
 /* ---- select (sel_wait.c, sel_timeout.c) --------------------------------- */
 
@@ -350,16 +336,20 @@ void sel_select_timeout_error(PyObject *timeout);
 
 /* ---- a replaced _selector_cls (sel_driver.c) ---------------------------- */
 
-/* Decide the mechanism: 0 native, 1 driven (s->driver set), -1 error. */
+/* Decide the mechanism: 0 native, 1 delegated (s->driver set), -1 error. */
 int sel_choose_backend(sel_object *s, PyObject *module);
-PyObject *sel_call_driver(sel_object *s, const char *meth, PyObject *a,
-                          PyObject *b);
-PyObject *sel_py_register(sel_object *s, PyObject *fileobj, PyObject *events,
-                          PyObject *data);
-PyObject *sel_py_unregister(sel_object *s, PyObject *fileobj);
-PyObject *sel_py_modify(sel_object *s, PyObject *fileobj, PyObject *events,
-                        PyObject *data);
-PyObject *sel_py_select(sel_object *s, PyObject *timeout);
+/* The stdlib's method `meth` on the delegate, with the caller's
+ * arguments. */
+PyObject *sel_forward(sel_object *s, const char *meth, PyObject *const *args,
+                      Py_ssize_t nargs, PyObject *kwnames);
+
+/* A method's first step: a delegated selector hands the call over. */
+#define SEL_FORWARD(s, meth, args, nargs, kwnames)                          \
+    do {                                                                    \
+        if ((s)->driver != NULL) {                                          \
+            return sel_forward((s), (meth), (args), (nargs), (kwnames));    \
+        }                                                                   \
+    } while (0)
 
 /* ---- get_map() (sel_map.c) ---------------------------------------------- */
 
