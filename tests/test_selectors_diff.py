@@ -917,3 +917,31 @@ def test_epoll_order_of_more_than_1024_ready_fds_is_the_stdlibs():
     for r in out:
         assert r.returncode == 0, r.stderr
     assert out[1].stdout == out[0].stdout
+
+
+def test_select_selector_order_is_ascending_not_the_stdlibs_set_order(pairs):
+    """docs/differences.md: fastsel's SelectSelector reports ready fds in
+    ascending order; the stdlib's follows its set of ready fds (here 106
+    hashes to a lower slot of an 8-slot set than 101, so it comes first)."""
+    import fcntl
+    a, b = pairs()
+    b.send(b"x")
+    fds = []
+    try:
+        for want in (101, 106):
+            fd = fcntl.fcntl(a.fileno(), fcntl.F_DUPFD, want)
+            fds.append(fd)
+        if fds != [101, 106]:
+            pytest.skip(f"fds 101 and 106 are taken here ({fds})")
+        got = {}
+        for impl, mod in (("stdlib", std_selectors), ("fastsel", fastsel)):
+            sel = mod.SelectSelector()
+            for fd in fds:
+                sel.register(fd, R)
+            got[impl] = [k.fd for k, ev in sel.select(0)]
+            sel.close()
+        assert got["fastsel"] == [101, 106]
+        assert got["stdlib"] == list({101, 106}) == [106, 101]
+    finally:
+        for fd in fds:
+            os.close(fd)
