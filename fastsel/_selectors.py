@@ -51,12 +51,17 @@ for _name in ("PollSelector", "EpollSelector", "KqueueSelector"):
 _DELEGATE_METHODS = ("register", "unregister", "modify", "select", "close",
                      "get_key", "get_map", "fileno")
 _delegates: dict = {}
+# The stdlib's own classes, taken before install() can put fastsel's classes
+# into the stdlib module (this module is imported before install runs).
+_STD_CLASSES = {n: getattr(_std, n) for n in
+                ("PollSelector", "EpollSelector", "KqueueSelector")
+                if hasattr(_std, n)}
 
 
 def _delegate_class(name: str) -> Any:
     cls = _delegates.get(name)
     if cls is None:
-        std = getattr(_std, name, None)
+        std = _STD_CLASSES.get(name)
         if std is None:
             raise TypeError(f"a replaced _selector_cls runs the stdlib's "
                             f"{name}, which this platform does not have")

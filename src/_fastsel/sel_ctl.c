@@ -25,8 +25,9 @@ ctl_call(const fs_backend_ops *ops, fs_backend *be, ctl_op op, int fd,
 /* Kernel calls in the GIL's order.  Where the kind's backend enters the
  * kernel, the GIL is released around each call, as the stdlib's poller
  * objects do (a FUSE file's poll hook may wait on a thread of this
- * process).  A call takes a ticket with the GIL and enters the kernel when
- * the selector's lock serves that ticket, so the kernel sees the calls of
+ * process).  A call takes a ticket with the GIL and enters the kernel, the
+ * selector's lock held, when that ticket is served, so the kernel sees the
+ * calls of
  * one selector one at a time and in the order their callers made them: what
  * it holds is always what the sequence of calls, as the table saw it, left.
  * The price: an interest change that blocks in the kernel holds up the
@@ -74,21 +75,20 @@ ctl_kernel(sel_object *s, ctl_op op, int fd, int old, int events,
     uint64_t ticket = s->ctl_next++;
     int rc, err;
     s->inflight++;
+    FS_DEBUG_CTL_QUEUED(1);
     Py_BEGIN_ALLOW_THREADS
+    /* held through the call: one lock and unlock when nobody waits */
     pthread_mutex_lock(&s->ctl_mu);
     if (s->ctl_serving != ticket) {
         s->ctl_waiting++;
-        FS_DEBUG_CTL_QUEUED(1);
         do {
             pthread_cond_wait(&s->ctl_cv, &s->ctl_mu);
         } while (s->ctl_serving != ticket);
-        FS_DEBUG_CTL_QUEUED(-1);
         s->ctl_waiting--;
     }
-    pthread_mutex_unlock(&s->ctl_mu);
+    FS_DEBUG_CTL_QUEUED(-1);
     rc = ctl_call(ops, be, op, fd, old, events, token);
     err = errno;
-    pthread_mutex_lock(&s->ctl_mu);
     s->ctl_serving++;
     if (s->ctl_waiting) {
         pthread_cond_broadcast(&s->ctl_cv);
