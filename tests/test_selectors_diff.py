@@ -940,6 +940,10 @@ def test_select_selector_order_is_ascending_not_the_stdlibs_set_order(pairs):
                 sel.register(fd, R)
             got[impl] = [k.fd for k, ev in sel.select(0)]
             sel.close()
+        if fastsel.implementation != "c":
+            # the stdlib's own class serves (PyPy's sets keep insertion order)
+            assert got["fastsel"] == got["stdlib"]
+            return
         assert got["fastsel"] == [101, 106]
         assert got["stdlib"] == list({101, 106}) == [106, 101]
     finally:
