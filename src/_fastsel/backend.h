@@ -91,6 +91,12 @@ typedef struct {
     int (*modify)(fs_backend *b, int fd, int old_events, int events,
                   uint64_t token);
     int (*remove)(fs_backend *b, int fd, int old_events);
+    /* Take the interest that the next wait() polls, with the GIL held:
+     * the selector calls it right before each wait (a PEP 475 retry after
+     * EINTR re-uses it, as CPython's poll object does).  0, or -1 with
+     * errno (FS_ENOMEM when the backend's memory ran out).  NULL where the
+     * kernel keeps the interest (epoll, kqueue). */
+    int (*snapshot)(fs_backend *b);
     /* Wait up to timeout_ns (< 0: forever), rounding up to the mechanism's
      * resolution, and store at most `max` events in `out`.  Returns the count,
      * or -1 with errno (EINTR included).  Called without the GIL. */
@@ -99,6 +105,10 @@ typedef struct {
      * selector makes without the GIL, as the stdlib's poller objects do;
      * 0 where they only change the backend's memory (poll, select). */
     int ctl_nogil;
+    /* 1: wait() reports each filter of an fd as its own event, so up to
+     * two per registration (kqueue), and the selector makes room for them
+     * all; 0: at most one event per registration. */
+    int per_filter;
 } fs_backend_ops;
 
 /* A wait's timeout in the milliseconds of poll(2) and epoll_wait(2): -1
