@@ -336,9 +336,12 @@ sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     }
     /* Only epoll hands out the rest of a ready list on the next call (it
      * re-queues what it returned); poll and select rescan from the start,
-     * so they get room for every registration, as the stdlib's do. */
+     * so they get room for every registration, as the stdlib's do, and
+     * kqueue room for every filter (KqueueSelector's _max_events): two per
+     * registration, its read and write events being separate. */
     int batch = s->kind->batch;
-    int max = s->count < 1 ? 1 : (s->count > batch ? batch : (int)s->count);
+    Py_ssize_t want = s->ops->per_filter ? 2 * s->count : s->count;
+    int max = want < 1 ? 1 : (want > batch ? batch : (int)want);
     if (s->evcap < max && sel_reserve(s, max, batch) < 0) {
         return NULL;
     }
