@@ -380,6 +380,8 @@ def test_changes_during_wait(backend, pipe) -> None:
         time.sleep(0.05)
         with pytest.raises(RuntimeError, match="during wait"):
             backend.close()                         # refused, not freed under the waiter
+        with pytest.raises(RuntimeError, match="concurrent wait"):
+            backend.wait(0)                         # one wait at a time (backend.h)
         for fd in dups:
             backend.remove(fd, R)
         for i, fd in enumerate(dups[:10]):

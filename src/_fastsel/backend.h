@@ -13,12 +13,16 @@
  *    EVENT_WRITE.
  *  - Every operation but wait() runs with the GIL held and must not call into
  *    Python.  wait() runs with the GIL released and must touch nothing but the
- *    backend's own memory and the output array.  Backend memory comes from
+ *    backend's own wait memory and the output array.  The selector never
+ *    runs two waits of one backend at once.  Backend memory comes from
  *    the PyMem_Raw* domain (usable without the GIL, and reached by
  *    _testcapi.set_nomemory), so every allocation failure is testable.
  *    Where the table sets ctl_nogil (epoll, kqueue: kernel calls that may
  *    block), add/modify/remove run without the GIL too, concurrently with
  *    wait() and with each other, so they must share no unguarded state.
+ *    Where it does not (poll, select), the interest lives in the backend:
+ *    snapshot() copies it for the next wait(), with the GIL held, so wait()
+ *    never reads what add/modify/remove change and needs no lock.
  *  - Errors are reported as -1 (or NULL) with errno set, never as Python
  *    exceptions; the caller turns errno into the stdlib's exception.  A
  *    backend whose own memory ran out sets FS_ENOMEM, which no kernel
@@ -76,8 +80,8 @@ typedef struct {
     /* Release the kernel object and all memory.  Safe on a closed backend,
      * and in a forked child on one inherited from the parent, the only op
      * the selector calls on such a backend: it then releases the memory but
-     * neither the parent's kernel object nor a lock another thread of the
-     * parent may have held. */
+     * not the parent's kernel object.  (No backend holds a lock, so none
+     * can be inherited held.) */
     void (*free)(fs_backend *b);
     /* The kernel object's fd, or -1 when the mechanism has none. */
     int (*fileno)(fs_backend *b);
@@ -131,7 +135,7 @@ extern const fs_backend_ops fs_epoll_backend;
 #ifdef FS_HAVE_KQUEUE
 extern const fs_backend_ops fs_kqueue_backend;
 #endif
-/* portable backends: no kernel object, wait() polls a snapshot of the
+/* portable backends: no kernel object, wait() polls the snapshot of the
  * registrations; select's has no FD_SETSIZE limit */
 extern const fs_backend_ops fs_poll_backend;
 extern const fs_backend_ops fs_select_backend;

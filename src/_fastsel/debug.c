@@ -145,9 +145,9 @@ debug_syscalls(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
  *
  * Tests reach each backend (epoll, kqueue, poll, select) through its
  * fs_backend_ops only, as the selector does: errno becomes OSError, wait()
- * runs without the GIL and returns [(token, events), ...].  A backend whose
- * ops->modify is NULL says so (has_modify False; modify() raises
- * NotImplementedError). */
+ * takes the snapshot with the GIL, runs without it (one at a time) and
+ * returns [(token, events), ...].  A backend whose ops->modify is NULL
+ * says so (has_modify False; modify() raises NotImplementedError). */
 
 static const fs_backend_ops *const debug_backend_table[] = {
 #ifdef __linux__
@@ -350,12 +350,21 @@ debug_backend_wait(PyObject *op, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_ValueError, "max must be >= 0");
         return NULL;
     }
+    if (self->waits > 0) {
+        /* backend.h: one wait of a backend at a time, as the selector's */
+        PyErr_SetString(PyExc_RuntimeError, "concurrent wait()");
+        return NULL;
+    }
+    fs_backend *b = self->b;
+    if (self->ops->snapshot != NULL && self->ops->snapshot(b) < 0) {
+        fs_errno_error(errno);
+        return NULL;
+    }
     /* max == 0 reaches the backend (its EINVAL is tested) */
     fs_event *out = PyMem_New(fs_event, max > 0 ? max : 1);
     if (out == NULL) {
         return PyErr_NoMemory();
     }
-    fs_backend *b = self->b;
     int n, saved_errno;
     self->waits++;              /* close() refuses meanwhile */
     Py_BEGIN_ALLOW_THREADS
