@@ -28,13 +28,16 @@
  *    backend whose own memory ran out sets FS_ENOMEM, which no kernel
  *    returns, and the caller raises MemoryError (as the stdlib's dicts and
  *    buffers would); a kernel's ENOMEM stays an OSError.
- *  - `token` is opaque to the backend: it is stored at add/modify time and
- *    handed back with each event (the selector packs fd and a generation tag
- *    into it so that stale events can be recognised).
+ *  - `token` is the selector's `fd | (uint64_t)tag << 32` (tag: its
+ *    generation of the registration, so that stale events can be
+ *    recognised).  It is stored at add/modify time and handed back with
+ *    each event; a backend whose kernel hands back the fd (kqueue's ident)
+ *    may keep the tag alone and rebuild the token.
  *  - wait() maps kernel events to FS_READ/FS_WRITE as the stdlib's selector
  *    for that mechanism does (e.g. EPOLLERR/EPOLLHUP report both); the caller
- *    masks with the key's events.  A backend that reports read and write
- *    readiness separately (kqueue) merges them into one event per fd.
+ *    masks with the key's events.  One fs_event per kernel event: kqueue
+ *    reports read and write readiness of one fd as two (one per filter), as
+ *    the stdlib's KqueueSelector does.
  *  - wait() does not retry EINTR; the caller does (PEP 475) because it must
  *    run signal handlers with the GIL.
  *

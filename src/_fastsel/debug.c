@@ -144,9 +144,10 @@ debug_syscalls(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 /* ---- _debug_backend(name): one backend.h table, driven from Python ------
  *
  * Tests reach each backend (epoll, kqueue, poll, select) through its
- * fs_backend_ops only, as the selector does: errno becomes OSError, wait()
- * takes the snapshot with the GIL, runs without it (one at a time) and
- * returns [(token, events), ...].  A backend whose ops->modify is NULL
+ * fs_backend_ops only, as the selector does: add(fd, events, tag) hands
+ * the backend the selector's token fd | tag << 32, errno becomes OSError,
+ * wait() takes the snapshot with the GIL, runs without it (one at a time)
+ * and returns [(tag, events), ...].  A backend whose ops->modify is NULL
  * says so (has_modify False; modify() raises NotImplementedError). */
 
 static const fs_backend_ops *const debug_backend_table[] = {
@@ -257,14 +258,19 @@ debug_backend_result(int rc)
     Py_RETURN_NONE;
 }
 
+/* The selector's token for fd and a tag (backend.h): fd | tag << 32. */
 static int
-debug_token(PyObject *obj, uint64_t *out)
+debug_token(PyObject *obj, int fd, uint64_t *out)
 {
     unsigned long long v = PyLong_AsUnsignedLongLong(obj);
     if (v == (unsigned long long)-1 && PyErr_Occurred()) {
         return -1;
     }
-    *out = (uint64_t)v;
+    if (v > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "a tag is 32 bits");
+        return -1;
+    }
+    *out = (uint64_t)(uint32_t)fd | (uint64_t)v << 32;
     return 0;
 }
 
@@ -276,7 +282,8 @@ debug_backend_add(PyObject *op, PyObject *args)
     PyObject *tok;
     uint64_t token;
     if (!PyArg_ParseTuple(args, "iiO:add", &fd, &events, &tok)
-        || debug_token(tok, &token) < 0 || debug_backend_get(self) == NULL) {
+        || debug_token(tok, fd, &token) < 0
+        || debug_backend_get(self) == NULL) {
         return NULL;
     }
     return debug_backend_result(self->ops->add(self->b, fd, events, token));
@@ -291,7 +298,8 @@ debug_backend_modify(PyObject *op, PyObject *args)
     uint64_t token;
     if (!PyArg_ParseTuple(args, "iiiO:modify", &fd, &old_events, &events,
                           &tok)
-        || debug_token(tok, &token) < 0 || debug_backend_get(self) == NULL) {
+        || debug_token(tok, fd, &token) < 0
+        || debug_backend_get(self) == NULL) {
         return NULL;
     }
     if (self->ops->modify == NULL) {
@@ -321,7 +329,9 @@ debug_events_list(const fs_event *out, int n)
 {
     PyObject *list = PyList_New(n);
     for (int i = 0; list != NULL && i < n; i++) {
-        PyObject *item = Py_BuildValue("(Ki)", (unsigned long long)out[i].token,
+        /* the tag: the fd half is the selector's slot lookup */
+        PyObject *item = Py_BuildValue("(ki)",
+                                       (unsigned long)(out[i].token >> 32),
                                        out[i].events);
         if (item == NULL) {
             Py_CLEAR(list);
