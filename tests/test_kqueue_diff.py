@@ -9,18 +9,23 @@ argument parser produces (fastsel calls the same parser) are compared exactly
 only where the stdlib can be asked.
 
 The kqueue readiness backend (fs_kqueue_backend, the table behind
-KqueueSelector) is tested with the others in test_backends.py.
+KqueueSelector) is tested with the others in test_backends.py; at the end,
+KqueueSelector's results are compared with the stdlib's KqueueSelector (on
+Linux, the running CPython's selectors.py over this kqueue).
 """
 from __future__ import annotations
 
 import errno
 import faulthandler
+import importlib.util
 import os
 import select as std_select
 import signal
+import socket
 import sys
 import threading
 import time
+import types
 
 import pytest
 
@@ -729,3 +734,111 @@ def test_fork_child_sees_closed(pair, kq):
     b.send(b"x")
     assert [e.ident for e in kq.control(None, 1, 5)] == [a.fileno()]
     kq2.close()
+
+
+# ---- KqueueSelector over this kqueue: the stdlib's results ---------------------
+
+def stdlib_kqueue_selector():
+    """The stdlib's KqueueSelector class.  Where select has no kqueue (Linux)
+    it is the running CPython's own selectors.py run over fastsel's
+    select.kqueue and select.kevent (checked against CPython above), so its
+    select() makes the stdlib's control() calls on the same mechanism."""
+    if STD_HAS_KQUEUE:
+        import selectors
+        return selectors.KqueueSelector
+    spec = importlib.util.find_spec("selectors")
+    fake = types.ModuleType("select")
+    fake.__dict__.update(vars(std_select))
+    fake.__dict__.update({n: getattr(fastsel, n) for n in dir(fastsel)
+                          if n.startswith("KQ_") or n in ("kqueue", "kevent")})
+    ns = {"__name__": "stdlib_selectors_over_fastsel"}
+    saved = sys.modules["select"]
+    sys.modules["select"] = fake
+    try:
+        exec(compile(spec.loader.get_source("selectors"), spec.origin, "exec"), ns)
+    finally:
+        sys.modules["select"] = saved
+    return ns["KqueueSelector"]
+
+
+def selector_results(cls, body):
+    """body(sel, sockets) on a new sel of cls: its select(0) results as
+    (socket index, data, events), in the order reported."""
+    socks = [socket.socketpair() for _ in range(3)]
+    sel = cls()
+    try:
+        index = {id(a): i for i, (a, _) in enumerate(socks)}
+        body(sel, socks)
+        return [(index[id(k.fileobj)], k.data, ev) for k, ev in sel.select(0)]
+    finally:
+        sel.close()
+        for a, b in socks:
+            a.close()
+            b.close()
+
+
+R, W = 1, 2
+
+
+def both_ways(sel, socks):
+    # socket 0 readable and writable, registered for both; socket 1 idle
+    # (so that 3.9/3.10's one event per registration has room for two)
+    (a, b), (c, _), _ = socks
+    sel.register(a, R | W, "a")
+    sel.register(c, R, "c")
+    b.send(b"x")
+
+
+def modified(sel, socks):
+    (a, b), (c, d), (e, _) = socks
+    sel.register(a, R, "a")
+    sel.register(c, W, "c")
+    sel.register(e, R, "e")                   # not ready: room on 3.9/3.10
+    sel.modify(a, R | W, "a2")
+    b.send(b"x")
+    d.send(b"x")
+
+
+def one_way_each(sel, socks):
+    (a, b), (c, _), (e, _) = socks
+    sel.register(a, R, "a")
+    sel.register(c, W, "c")
+    sel.register(e, R, "e")                   # not ready
+    b.send(b"x")
+
+
+@pytest.mark.parametrize("body", [both_ways, modified, one_way_each])
+def test_selector_reports_one_entry_per_kevent(body):
+    """As the stdlib's KqueueSelector: one (key, events) entry per kevent,
+    an fd ready both ways as (key, EVENT_READ) and (key, EVENT_WRITE)."""
+    std = selector_results(stdlib_kqueue_selector(), body)
+    fast = selector_results(fastsel.KqueueSelector, body)
+    assert sorted(fast) == sorted(std)
+    assert len(fast) == len(std)
+    if body is both_ways:
+        assert sorted(std) == [(0, "a", R), (0, "a", W)]
+
+
+def every_filter_ready(sel, socks):
+    # more kevents ready than registrations: every socket both ways
+    for i, (a, b) in enumerate(socks):
+        sel.register(a, R | W, i)
+        b.send(b"x")
+
+
+def test_selector_room_for_every_filter():
+    """select() asks for an event per registered filter (gh-110038: the
+    stdlib's _max_events); before that fix (3.9, 3.10, 3.12.0, early 3.11)
+    the stdlib asks for one per registration and reports fewer entries,
+    fastsel reports them all (docs/differences.md)."""
+    cls = stdlib_kqueue_selector()
+    probe = cls()
+    counts_filters = hasattr(probe, "_max_events")
+    probe.close()
+    std = selector_results(cls, every_filter_ready)
+    fast = selector_results(fastsel.KqueueSelector, every_filter_ready)
+    assert sorted(fast) == sorted((i, i, ev) for i in range(3) for ev in (R, W))
+    if counts_filters:
+        assert sorted(std) == sorted(fast)
+    else:
+        assert len(std) == 3 and set(std) <= set(fast)

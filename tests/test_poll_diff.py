@@ -10,6 +10,7 @@ import pickle
 import random
 import select as std_select
 import signal
+import sys
 import threading
 import time
 
@@ -115,6 +116,42 @@ def test_poll_constants_match_stdlib():
         "reduce", "signatures"])
 def test_module_function_and_type(call):
     differential(lambda impl: call(impl.select))
+
+
+def _type_changes(select):
+    """Set, read and delete attributes of the poll type, replace and delete
+    one of its methods: what each step gives.  The type is restored."""
+    tp = type(select.poll())
+    saved = {n: tp.__dict__[n] for n in ("poll", "register")}
+    out = []
+
+    def step(fn):
+        try:
+            out.append(("ok", fn()))
+        except (AttributeError, TypeError) as exc:
+            out.append(("raise", type(exc), str(exc)))
+    try:
+        step(lambda: setattr(tp, "x", 1))
+        step(lambda: select.poll().x)
+        step(lambda: delattr(tp, "x"))
+        step(lambda: setattr(tp, "poll", lambda self, *a: "replaced"))
+        step(lambda: select.poll().poll(0))
+        step(lambda: delattr(tp, "register"))
+        step(lambda: hasattr(select.poll(), "register"))
+    finally:
+        for name, value in saved.items():
+            if tp.__dict__.get(name) is not value:
+                setattr(tp, name, value)
+    return out
+
+
+@pytest.mark.xfail((3, 10) <= sys.version_info[:2] <= (3, 14), strict=True,
+                   reason="defect 6 (issue 18): pyver.h's FS_PY_DISALLOW_INSTANTIATION "
+                          "makes the type immutable before 3.15; drop this mark with its fix")
+def test_type_mutability():
+    """The stdlib's poll type takes new attributes and methods up to 3.14;
+    3.15 makes it immutable (gh-116946)."""
+    differential(lambda impl: _type_changes(impl.select))
 
 
 # --- argument rules ------------------------------------------------------

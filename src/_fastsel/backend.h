@@ -13,24 +13,31 @@
  *    EVENT_WRITE.
  *  - Every operation but wait() runs with the GIL held and must not call into
  *    Python.  wait() runs with the GIL released and must touch nothing but the
- *    backend's own memory and the output array.  Backend memory comes from
+ *    backend's own wait memory and the output array.  The selector never
+ *    runs two waits of one backend at once.  Backend memory comes from
  *    the PyMem_Raw* domain (usable without the GIL, and reached by
  *    _testcapi.set_nomemory), so every allocation failure is testable.
  *    Where the table sets ctl_nogil (epoll, kqueue: kernel calls that may
  *    block), add/modify/remove run without the GIL too, concurrently with
  *    wait() and with each other, so they must share no unguarded state.
+ *    Where it does not (poll, select), the interest lives in the backend:
+ *    snapshot() copies it for the next wait(), with the GIL held, so wait()
+ *    never reads what add/modify/remove change and needs no lock.
  *  - Errors are reported as -1 (or NULL) with errno set, never as Python
  *    exceptions; the caller turns errno into the stdlib's exception.  A
  *    backend whose own memory ran out sets FS_ENOMEM, which no kernel
  *    returns, and the caller raises MemoryError (as the stdlib's dicts and
  *    buffers would); a kernel's ENOMEM stays an OSError.
- *  - `token` is opaque to the backend: it is stored at add/modify time and
- *    handed back with each event (the selector packs fd and a generation tag
- *    into it so that stale events can be recognised).
+ *  - `token` is the selector's `fd | (uint64_t)tag << 32` (tag: its
+ *    generation of the registration, so that stale events can be
+ *    recognised).  It is stored at add/modify time and handed back with
+ *    each event; a backend whose kernel hands back the fd (kqueue's ident)
+ *    may keep the tag alone and rebuild the token.
  *  - wait() maps kernel events to FS_READ/FS_WRITE as the stdlib's selector
  *    for that mechanism does (e.g. EPOLLERR/EPOLLHUP report both); the caller
- *    masks with the key's events.  A backend that reports read and write
- *    readiness separately (kqueue) merges them into one event per fd.
+ *    masks with the key's events.  One fs_event per kernel event: kqueue
+ *    reports read and write readiness of one fd as two (one per filter), as
+ *    the stdlib's KqueueSelector does.
  *  - wait() does not retry EINTR; the caller does (PEP 475) because it must
  *    run signal handlers with the GIL.
  *
@@ -76,8 +83,8 @@ typedef struct {
     /* Release the kernel object and all memory.  Safe on a closed backend,
      * and in a forked child on one inherited from the parent, the only op
      * the selector calls on such a backend: it then releases the memory but
-     * neither the parent's kernel object nor a lock another thread of the
-     * parent may have held. */
+     * not the parent's kernel object.  (No backend holds a lock, so none
+     * can be inherited held.) */
     void (*free)(fs_backend *b);
     /* The kernel object's fd, or -1 when the mechanism has none. */
     int (*fileno)(fs_backend *b);
@@ -91,6 +98,12 @@ typedef struct {
     int (*modify)(fs_backend *b, int fd, int old_events, int events,
                   uint64_t token);
     int (*remove)(fs_backend *b, int fd, int old_events);
+    /* Take the interest that the next wait() polls, with the GIL held:
+     * the selector calls it right before each wait (a PEP 475 retry after
+     * EINTR re-uses it, as CPython's poll object does).  0, or -1 with
+     * errno (FS_ENOMEM when the backend's memory ran out).  NULL where the
+     * kernel keeps the interest (epoll, kqueue). */
+    int (*snapshot)(fs_backend *b);
     /* Wait up to timeout_ns (< 0: forever), rounding up to the mechanism's
      * resolution, and store at most `max` events in `out`.  Returns the count,
      * or -1 with errno (EINTR included).  Called without the GIL. */
@@ -121,7 +134,7 @@ extern const fs_backend_ops fs_epoll_backend;
 #ifdef FS_HAVE_KQUEUE
 extern const fs_backend_ops fs_kqueue_backend;
 #endif
-/* portable backends: no kernel object, wait() polls a snapshot of the
+/* portable backends: no kernel object, wait() polls the snapshot of the
  * registrations; select's has no FD_SETSIZE limit */
 extern const fs_backend_ops fs_poll_backend;
 extern const fs_backend_ops fs_select_backend;

@@ -1,36 +1,29 @@
 /* be_poll_select.c - the poll(2) and select(2) backends (backend.h) over one
- * fd table: registrations under a lock, each wait() on a private snapshot.
+ * fd table: registrations changed with the GIL held, each wait() on the
+ * snapshot taken before it.
  *
  * The selector calls add/modify/remove with the GIL held, possibly while
- * another thread sits in wait() without it.  So the registry is guarded by a
- * mutex, and wait() polls a private snapshot taken under that mutex: the
- * memory the kernel writes to is never resized or freed under it.  All
- * memory is PyMem_Raw*: the snapshot is (re)allocated without the GIL.
+ * another thread sits in wait() without it.  wait() only reads the snapshot,
+ * which snapshot() takes with the GIL held right before the wait (as
+ * CPython's poll object updates its array): the memory the kernel writes to
+ * is never resized or freed under it, and no lock is needed.
  */
 #include "fastsel.h"
 #include "backend.h"
 #include "debug.h"
 #include "fdbits.h"
 #include "fdtab.h"
-#include "fork.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
 
 struct fs_backend {
-    pthread_mutex_t lock;
-    /* fork generation at open: in a child the lock may have been held by a
-     * thread that no longer exists, so it is neither locked nor destroyed */
-    unsigned long fork_gen;
-    fs_fdtab tab;               /* the registrations (guarded by lock) */
+    fs_fdtab tab;               /* the registrations */
     int dirty;                  /* tab changed since the last snapshot */
-    /* the snapshot: touched by wait() only (the selector never runs two
-     * waits at once) */
+    /* the snapshot: written by snapshot(), read by wait() */
     struct pollfd *wfd;
     uint64_t *wtok;
     int wlen, wcap;
@@ -42,20 +35,6 @@ struct fs_backend {
 
 /* ---- shared by both backends ------------------------------------------- */
 
-static inline void
-lock(fs_backend *b)
-{
-    /* the selector replaces an inherited backend before any other use */
-    assert(b->fork_gen == fs_fork_generation());
-    pthread_mutex_lock(&b->lock);
-}
-
-static inline void
-unlock(fs_backend *b)
-{
-    pthread_mutex_unlock(&b->lock);
-}
-
 static fs_backend *
 fsb_open(void)
 {
@@ -64,13 +43,6 @@ fsb_open(void)
         errno = FS_ENOMEM;
         return NULL;
     }
-    int rc = pthread_mutex_init(&b->lock, NULL);
-    if (rc != 0) {
-        PyMem_RawFree(b);
-        errno = rc;
-        return NULL;
-    }
-    b->fork_gen = fs_fork_generation();
     fdtab_init(&b->tab, 1);
     b->maxfd = -1;
     return b;
@@ -86,11 +58,6 @@ fsb_free(fs_backend *b)
     PyMem_RawFree(b->wfd);
     PyMem_RawFree(b->wtok);
     PyMem_RawFree(b->bits);
-    if (b->fork_gen == fs_fork_generation()) {
-        int rc = pthread_mutex_destroy(&b->lock);
-        assert(rc == 0);        /* nobody may hold it at free() */
-        (void)rc;
-    }
     PyMem_RawFree(b);
 }
 
@@ -111,70 +78,55 @@ fsb_pollmask(int events)
 static int
 fsb_add(fs_backend *b, int fd, int events, uint64_t token)
 {
-    int rc = 0;
     if (fd < 0) {
         errno = EBADF;          /* -1 marks a hole in the table */
         return -1;
     }
-    lock(b);
     if (fdtab_find(&b->tab, fd) >= 0) {
         errno = EEXIST;
-        rc = -1;
+        return -1;
     }
-    else if (fdtab_add(&b->tab, fd, fsb_pollmask(events), token) < 0) {
+    if (fdtab_add(&b->tab, fd, fsb_pollmask(events), token) < 0) {
         errno = FS_ENOMEM;      /* the table's only failure */
-        rc = -1;
+        return -1;
     }
-    else {
-        b->dirty = 1;
-    }
-    unlock(b);
-    return rc;
+    b->dirty = 1;
+    return 0;
 }
 
 static int
 fsb_modify(fs_backend *b, int fd, int old_events, int events, uint64_t token)
 {
     (void)old_events;
-    int rc = 0;
-    lock(b);
     int idx = fdtab_find(&b->tab, fd);
     if (idx < 0) {
         errno = ENOENT;
-        rc = -1;
+        return -1;
     }
-    else {
-        b->tab.ent[idx].events = fsb_pollmask(events);
-        b->tab.tok[idx] = token;
-        b->dirty = 1;
-    }
-    unlock(b);
-    return rc;
+    b->tab.ent[idx].events = fsb_pollmask(events);
+    b->tab.tok[idx] = token;
+    b->dirty = 1;
+    return 0;
 }
 
 static int
 fsb_remove(fs_backend *b, int fd, int old_events)
 {
     (void)old_events;
-    int rc = 0;
-    lock(b);
     int idx = fdtab_find(&b->tab, fd);
     if (idx < 0) {
         errno = ENOENT;
-        rc = -1;
+        return -1;
     }
-    else {
-        fdtab_remove(&b->tab, idx);
-        b->dirty = 1;
-    }
-    unlock(b);
-    return rc;
+    fdtab_remove(&b->tab, idx);
+    b->dirty = 1;
+    return 0;
 }
 
-/* Copy the registrations into the snapshot (with the lock held).  0 or
- * -1/errno; on failure the previous snapshot stays intact and dirty. */
+/* Copy the registrations into the snapshot.  0 or -1/errno; on failure
+ * the previous snapshot stays intact and dirty. */
 static int
-snapshot_locked(fs_backend *b)
+copy_snapshot(fs_backend *b)
 {
     if (fdtab_compact(&b->tab) < 0) {
         errno = FS_ENOMEM;
@@ -205,25 +157,17 @@ snapshot_locked(fs_backend *b)
     return 0;
 }
 
-/* Bring the snapshot up to date with `refresh` (one of the snapshot
- * functions).  0 or -1/errno. */
-static int
-sync_snapshot(fs_backend *b, int (*refresh)(fs_backend *))
-{
-    lock(b);
-    int rc = b->dirty ? refresh(b) : 0;
-    unlock(b);
-    return rc;
-}
-
 /* ---- poll(2) ------------------------------------------------------------ */
+
+static int
+pollb_snapshot(fs_backend *b)
+{
+    return b->dirty ? copy_snapshot(b) : 0;
+}
 
 static int
 pollb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
 {
-    if (sync_snapshot(b, snapshot_locked) < 0) {
-        return -1;
-    }
     FS_DEBUG_SYSCALL(FS_SYS_POLL);
     int n = poll(b->wfd, (nfds_t)b->wlen, fs_backend_ms(timeout_ns));
     if (n <= 0) {
@@ -259,6 +203,7 @@ const fs_backend_ops fs_poll_backend = {
     .add = fsb_add,
     .modify = fsb_modify,
     .remove = fsb_remove,
+    .snapshot = pollb_snapshot,
     .wait = pollb_wait,
 };
 
@@ -301,12 +246,15 @@ sort_snapshot(fs_backend *b)
     return 0;
 }
 
-/* The snapshot sorted by fd with its interest bitmaps.  Lock held; on
- * failure the snapshot stays dirty. */
+/* The snapshot sorted by fd with its interest bitmaps; on failure it stays
+ * dirty. */
 static int
-selectb_snapshot_locked(fs_backend *b)
+selectb_snapshot(fs_backend *b)
 {
-    if (snapshot_locked(b) < 0) {
+    if (!b->dirty) {
+        return 0;
+    }
+    if (copy_snapshot(b) < 0) {
         return -1;
     }
     int n = b->wlen, maxfd = -1;
@@ -354,9 +302,6 @@ static int
 selectb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
 {
     struct timeval tv, *tvp = fs_timeval(timeout_ns, &tv);
-    if (sync_snapshot(b, selectb_snapshot_locked) < 0) {
-        return -1;
-    }
     size_t nw = b->nwords;
     unsigned long *r = b->bits + 2 * nw, *w = b->bits + 3 * nw;
     if (nw > 0) {
@@ -390,5 +335,6 @@ const fs_backend_ops fs_select_backend = {
     .add = fsb_add,
     .modify = fsb_modify,
     .remove = fsb_remove,
+    .snapshot = selectb_snapshot,
     .wait = selectb_wait,
 };

@@ -154,10 +154,11 @@ debug_syscalls(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 /* ---- _debug_backend(name): one backend.h table, driven from Python ------
  *
  * Tests reach each backend (epoll, kqueue, poll, select) through its
- * fs_backend_ops only, as the selector does: errno becomes OSError, wait()
- * runs without the GIL and returns [(token, events), ...].  A backend whose
- * ops->modify is NULL says so (has_modify False; modify() raises
- * NotImplementedError). */
+ * fs_backend_ops only, as the selector does: add(fd, events, tag) hands
+ * the backend the selector's token fd | tag << 32, errno becomes OSError,
+ * wait() takes the snapshot with the GIL, runs without it (one at a time)
+ * and returns [(tag, events), ...].  A backend whose ops->modify is NULL
+ * says so (has_modify False; modify() raises NotImplementedError). */
 
 static const fs_backend_ops *const debug_backend_table[] = {
 #ifdef __linux__
@@ -267,14 +268,19 @@ debug_backend_result(int rc)
     Py_RETURN_NONE;
 }
 
+/* The selector's token for fd and a tag (backend.h): fd | tag << 32. */
 static int
-debug_token(PyObject *obj, uint64_t *out)
+debug_token(PyObject *obj, int fd, uint64_t *out)
 {
     unsigned long long v = PyLong_AsUnsignedLongLong(obj);
     if (v == (unsigned long long)-1 && PyErr_Occurred()) {
         return -1;
     }
-    *out = (uint64_t)v;
+    if (v > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "a tag is 32 bits");
+        return -1;
+    }
+    *out = (uint64_t)(uint32_t)fd | (uint64_t)v << 32;
     return 0;
 }
 
@@ -286,7 +292,8 @@ debug_backend_add(PyObject *op, PyObject *args)
     PyObject *tok;
     uint64_t token;
     if (!PyArg_ParseTuple(args, "iiO:add", &fd, &events, &tok)
-        || debug_token(tok, &token) < 0 || debug_backend_get(self) == NULL) {
+        || debug_token(tok, fd, &token) < 0
+        || debug_backend_get(self) == NULL) {
         return NULL;
     }
     return debug_backend_result(self->ops->add(self->b, fd, events, token));
@@ -301,7 +308,8 @@ debug_backend_modify(PyObject *op, PyObject *args)
     uint64_t token;
     if (!PyArg_ParseTuple(args, "iiiO:modify", &fd, &old_events, &events,
                           &tok)
-        || debug_token(tok, &token) < 0 || debug_backend_get(self) == NULL) {
+        || debug_token(tok, fd, &token) < 0
+        || debug_backend_get(self) == NULL) {
         return NULL;
     }
     if (self->ops->modify == NULL) {
@@ -331,7 +339,9 @@ debug_events_list(const fs_event *out, int n)
 {
     PyObject *list = PyList_New(n);
     for (int i = 0; list != NULL && i < n; i++) {
-        PyObject *item = Py_BuildValue("(Ki)", (unsigned long long)out[i].token,
+        /* the tag: the fd half is the selector's slot lookup */
+        PyObject *item = Py_BuildValue("(ki)",
+                                       (unsigned long)(out[i].token >> 32),
                                        out[i].events);
         if (item == NULL) {
             Py_CLEAR(list);
@@ -360,12 +370,21 @@ debug_backend_wait(PyObject *op, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_ValueError, "max must be >= 0");
         return NULL;
     }
+    if (self->waits > 0) {
+        /* backend.h: one wait of a backend at a time, as the selector's */
+        PyErr_SetString(PyExc_RuntimeError, "concurrent wait()");
+        return NULL;
+    }
+    fs_backend *b = self->b;
+    if (self->ops->snapshot != NULL && self->ops->snapshot(b) < 0) {
+        fs_errno_error(errno);
+        return NULL;
+    }
     /* max == 0 reaches the backend (its EINVAL is tested) */
     fs_event *out = PyMem_New(fs_event, max > 0 ? max : 1);
     if (out == NULL) {
         return PyErr_NoMemory();
     }
-    fs_backend *b = self->b;
     int n, saved_errno;
     self->waits++;              /* close() refuses meanwhile */
     Py_BEGIN_ALLOW_THREADS

@@ -6,8 +6,7 @@
  * Unregistering leaves a hole (fd == -1) so the others keep their order and
  * index; fdtab_compact() squeezes the holes out.  Nothing here touches Python
  * objects or raises: failures return -1 with errno set.  Memory comes from
- * the PyMem_Raw* domain, so the table may be changed without the GIL (a
- * backend's snapshot compacts it under the backend's lock).
+ * the PyMem_Raw* domain, as all backend memory (backend.h).
  */
 #ifndef FASTSEL_FDTAB_H
 #define FASTSEL_FDTAB_H

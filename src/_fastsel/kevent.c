@@ -7,15 +7,14 @@
 
 #include <inttypes.h>
 #include <limits.h>
-
-#include <structmember.h>           /* T_* member types, 3.9 included */
+#include <stddef.h>                 /* offsetof */
 
 
 /* Member and argument types follow CPython's selectmodule.c per platform. */
 /* The same order as CPython: long long wins where it is as wide as long. */
 #if SIZEOF_UINTPTR_T == SIZEOF_LONG_LONG
-#  define KQ_T_UINTPTRT     T_ULONGLONG
-#  define KQ_T_INTPTRT      T_LONGLONG
+#  define KQ_T_UINTPTRT     Py_T_ULONGLONG
+#  define KQ_T_INTPTRT      Py_T_LONGLONG
 #  define KQ_UINTPTRT_FMT   "K"
 #  define KQ_INTPTRT_FMT    "L"
 #  define KQ_INTPTRT_MIN    LLONG_MIN
@@ -23,8 +22,8 @@
 typedef unsigned long long kq_uintptr_arg;
 typedef long long kq_intptr_arg;
 #elif SIZEOF_UINTPTR_T == SIZEOF_LONG
-#  define KQ_T_UINTPTRT     T_ULONG
-#  define KQ_T_INTPTRT      T_LONG
+#  define KQ_T_UINTPTRT     Py_T_ULONG
+#  define KQ_T_INTPTRT      Py_T_LONG
 #  define KQ_UINTPTRT_FMT   "k"
 #  define KQ_INTPTRT_FMT    "l"
 #  define KQ_INTPTRT_MIN    LONG_MIN
@@ -32,8 +31,8 @@ typedef long long kq_intptr_arg;
 typedef unsigned long kq_uintptr_arg;
 typedef long kq_intptr_arg;
 #elif SIZEOF_UINTPTR_T == SIZEOF_INT
-#  define KQ_T_UINTPTRT     T_UINT
-#  define KQ_T_INTPTRT      T_INT
+#  define KQ_T_UINTPTRT     Py_T_UINT
+#  define KQ_T_INTPTRT      Py_T_INT
 #  define KQ_UINTPTRT_FMT   "I"
 #  define KQ_INTPTRT_FMT    "i"
 #  define KQ_INTPTRT_MIN    INT_MIN
@@ -47,11 +46,11 @@ typedef int kq_intptr_arg;
 #ifdef __NetBSD__
    /* filter, flags and fflags are uint32_t there */
 #  if SIZEOF_LONG == 4
-#    define KQ_T_UINT32     T_ULONG
+#    define KQ_T_UINT32     Py_T_ULONG
 #    define KQ_UINT32_FMT   "k"
 typedef unsigned long kq_uint32_arg;
 #  else
-#    define KQ_T_UINT32     T_UINT
+#    define KQ_T_UINT32     Py_T_UINT
 #    define KQ_UINT32_FMT   "I"
 typedef unsigned int kq_uint32_arg;
 #  endif
@@ -64,9 +63,9 @@ typedef kq_uint32_arg kq_filter_arg;
 typedef kq_uint32_arg kq_flags_arg;
 typedef kq_uint32_arg kq_fflags_arg;
 #else
-#  define KQ_FILTER_T       T_SHORT
+#  define KQ_FILTER_T       Py_T_SHORT
 #  define KQ_FILTER_FMT     "h"
-#  define KQ_FLAGS_T        T_USHORT
+#  define KQ_FLAGS_T        Py_T_USHORT
 #  define KQ_FLAGS_FMT      "H"
 #  define KQ_FFLAGS_FMT     "I"
 typedef short kq_filter_arg;
@@ -75,7 +74,7 @@ typedef unsigned int kq_fflags_arg;
 #endif
 
 #if defined(__NetBSD__) || defined(__OpenBSD__)
-#  define KQ_T_DATA         T_LONGLONG     /* int64_t */
+#  define KQ_T_DATA         Py_T_LONGLONG     /* int64_t */
 #  define KQ_DATA_FMT       "L"
 #  define KQ_DATA_MIN       LLONG_MIN
 #  define KQ_DATA_MAX       LLONG_MAX
@@ -94,7 +93,7 @@ static PyMemberDef kevent_members[] = {
     {"ident", KQ_T_UINTPTRT, KEV_OFF(ident), 0, NULL},
     {"filter", KQ_FILTER_T, KEV_OFF(filter), 0, NULL},
     {"flags", KQ_FLAGS_T, KEV_OFF(flags), 0, NULL},
-    {"fflags", T_UINT, KEV_OFF(fflags), 0, NULL},
+    {"fflags", Py_T_UINT, KEV_OFF(fflags), 0, NULL},
     {"data", KQ_T_DATA, KEV_OFF(data), 0, NULL},
     {"udata", KQ_T_UINTPTRT, KEV_OFF(udata), 0, NULL},
     {NULL, 0, 0, 0, NULL},

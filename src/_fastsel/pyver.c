@@ -18,8 +18,8 @@ static const fs_pyver rows[] = {
      .time_int_overflow = PYTIME_OLD, .time_float_overflow = PYTIME_OLD,
      .kw_nonstr_error = 1, .qualified_names = 1,
      .timeout_rule = FS_TIMEOUT_INT_OR_FLOAT, .ushort_rule = FS_USHORT_LONG},
-    /* 3.11 changed the float text in a bugfix release (3.11.2 still has
-     * the old one): NULL asks the interpreter */
+    /* 3.11 changed the float text in a bugfix release: NULL, see
+     * float_overflow_311() */
     {.minor = 11,
      .time_int_overflow = PYTIME_OLD, .time_float_overflow = NULL,
      .kw_nonstr_error = 1, .qualified_names = 1,
@@ -61,35 +61,13 @@ running_version(void)
 #endif
 }
 
-/* The float overflow text, asked of time.sleep(): it converts with the
- * same function as select() and raises before sleeping.  Any surprise
- * falls back to the newer text. */
+/* 3.11.3 (gh-97786, backported in February 2023) made the float path of
+ * the PyTime conversions report time_t's text; 3.11.0-3.11.2 report the
+ * PyTime_t one. */
 static const char *
-ask_float_overflow(void)
+float_overflow_311(unsigned long v)
 {
-    const char *text = TIME_T;
-    PyObject *res = NULL, *mod = PyImport_ImportModule("time");
-    if (mod != NULL) {
-        res = PyObject_CallMethod(mod, "sleep", "d", 1e300);
-        Py_DECREF(mod);
-    }
-    if (res == NULL && PyErr_ExceptionMatches(PyExc_OverflowError)) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        PyObject *msg = value != NULL ? PyObject_Str(value) : NULL;
-        if (msg != NULL
-            && PyUnicode_CompareWithASCIIString(msg, PYTIME_OLD) == 0) {
-            text = PYTIME_OLD;
-        }
-        Py_XDECREF(msg);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-    }
-    Py_XDECREF(res);
-    PyErr_Clear();
-    return text;
+    return ((v >> 8) & 0xff) >= 3 ? TIME_T : PYTIME_OLD;
 }
 
 int
@@ -104,7 +82,7 @@ fs_pyver_init(void)
         }
     }
     float_overflow = row->time_float_overflow != NULL
-                     ? row->time_float_overflow : ask_float_overflow();
+                     ? row->time_float_overflow : float_overflow_311(v);
     fs_ver = row;
     return 0;
 }

@@ -17,7 +17,16 @@ typedef struct {
     fs_backend *be;
     fs_event *buf;
     int max;
+    int err;                /* errno of a failed snapshot in wait_stop */
 } wait_ctx;
+
+/* The interest the wait polls, taken with the GIL held (backend.h).
+ * 0, or -1 with errno. */
+static inline int
+wait_snapshot(sel_object *s, fs_backend *be)
+{
+    return s->ops->snapshot != NULL ? s->ops->snapshot(be) : 0;
+}
 
 static int
 wait_once(void *arg, int64_t timeout_ns)
@@ -27,12 +36,17 @@ wait_once(void *arg, int64_t timeout_ns)
 }
 
 /* After a signal handler (GIL held): give up if it closed the selector;
- * it may also have rebuilt the backend (a fork in the handler). */
+ * it may also have rebuilt the backend (a fork in the handler), whose
+ * snapshot is then taken (a failure ends the wait with c->err). */
 static int
 wait_stop(void *arg)
 {
     wait_ctx *c = arg;
     if (c->s->closed || c->s->be == NULL) {
+        return 1;
+    }
+    if (c->be != c->s->be && wait_snapshot(c->s, c->s->be) < 0) {
+        c->err = errno;
         return 1;
     }
     c->be = c->s->be;
@@ -45,11 +59,20 @@ static int
 sel_wait(sel_object *s, int64_t timeout_ns, int max)
 {
     assert(s->busy && s->be != NULL && max <= s->evcap);
-    wait_ctx c = {s, s->be, s->evbuf, max};
+    wait_ctx c = {s, s->be, s->evbuf, max, 0};
+    if (wait_snapshot(s, s->be) < 0) {
+        fs_errno_error(errno);
+        return -1;
+    }
     /* a zero timeout cannot block: the backend touches nothing but its own
      * memory, and handing the GIL over and back would cost more */
-    return fs_wait_retry(wait_once, &c, timeout_ns, FS_WAIT_ZERO_WITH_GIL,
-                         wait_stop);
+    int n = fs_wait_retry(wait_once, &c, timeout_ns, FS_WAIT_ZERO_WITH_GIL,
+                          wait_stop);
+    if (c.err != 0) {
+        fs_errno_error(c.err);
+        return -1;
+    }
+    return n;
 }
 
 /* A new reference to fd's (key, mask) result, cached in the slot. */
