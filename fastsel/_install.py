@@ -26,9 +26,9 @@ them again, ``importlib.import_module``, eventlet's
 runs the stdlib's own loader, so the new module is a real stdlib module, and
 then patches it like the first one; uninstall() restores it too and removes
 the finder, so later imports get the stdlib.  A ``selectors`` module whose
-``select`` is not a stdlib ``select`` module fastsel patched (eventlet's
-green ``select``, put in ``sys.modules`` while ``selectors`` is imported) is
-left as it is: fastsel's selector classes call the kernel themselves and
+``select`` is not the stdlib's ``select`` module (eventlet's green
+``select``, put in ``sys.modules`` while ``selectors`` is imported) is left
+as it is: fastsel's selector classes call the kernel themselves and
 would bypass it.  What no mechanism reaches: a copy of an object made before
 install() (``from select import epoll`` in a module imported earlier).
 
@@ -158,12 +158,10 @@ def _patch_module(module: Any) -> None:
         # a stand-in under that name in sys.modules (eventlet's green select,
         # fastsel itself as an alias): not the stdlib's module
         return
-    if name == "selectors" and not any(
-            vars(module).get("select") is m for m in _select_modules):
-        # bound to another select module, which its classes must keep calling
+    if name == "selectors" and getattr(vars(module).get("select"), "__name__", None) != "select":
+        # it was imported with a stand-in select in sys.modules (eventlet's
+        # green one), which its classes must keep calling
         return
-    if name == "select":
-        _select_modules.append(module)
     fast = _package()
     # Classes and functions fastsel has that can stand in for the stdlib's.
     for attr in _public_names(module):
@@ -181,8 +179,6 @@ def _patch_module(module: Any) -> None:
 
 # The names the finder answers while installed.
 FRESH_NAMES = ("select", "selectors")
-# the stdlib select module objects patched while installed
-_select_modules: list[Any] = []
 
 
 class _FreshImportFinder:
@@ -275,7 +271,6 @@ def uninstall() -> None:
             if pair is not None and pair[0] is value:
                 setattr(module, attr, pair[1])
         _counterparts.clear()
-        _select_modules.clear()
         _installed = False
 
 

@@ -156,6 +156,51 @@ def test_install_twice_nested_and_again() -> None:
     """)
 
 
+def test_modules_reimported_before_install() -> None:
+    """select imported afresh before install(): ``selectors`` still holds the
+    earlier select module, a stdlib one too, so it is served like the new one."""
+    run("""
+        import selectors
+        early_select = selectors.select
+        select = fresh("select", "import")
+        assert selectors.select is early_select is not select
+        fastsel.install()
+        assert serves_fastsel(select, selectors)
+        works(selectors)
+        fastsel.uninstall()
+        assert serves_stdlib(select, selectors)
+    """)
+
+
+def test_selectors_imported_over_a_stand_in_select_is_left_alone() -> None:
+    """A fresh ``selectors`` imported while ``sys.modules["select"]`` is a
+    stand-in (eventlet's green select, in its ``monkey_patch()``) keeps the
+    stdlib's classes, which call that stand-in; the stand-in is not patched."""
+    run("""
+        import types
+        import select as real_select
+        fastsel.install()
+        calls = []
+        green = types.ModuleType("green_select")
+        green.__dict__.update({n: getattr(real_select, n) for n in dir(real_select)
+                               if not n.startswith("_")})
+        class green_poll:             # a class, as the stdlib's poll is called through one
+            def __new__(cls):
+                calls.append("poll")
+                return real_select.poll()
+        green.poll = green_poll
+        sys.modules["select"] = green
+        selectors = fresh("selectors", "import")
+        sys.modules["select"] = real_select
+        assert selectors.select is green and green.poll is green_poll
+        assert selectors.PollSelector.__module__ == "selectors"
+        with selectors.PollSelector() as sel:
+            assert sel.select(0) == []
+        assert calls == ["poll"]
+        fastsel.uninstall()
+    """)
+
+
 def test_nothing_changes_without_install() -> None:
     run("""
         before = list(sys.meta_path)
