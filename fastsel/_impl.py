@@ -33,6 +33,12 @@ def gil_disabled() -> bool:
     ``Py_GIL_DISABLED`` (no such build before 3.13, nor that variable)."""
     if sys.version_info < (3, 13):
         return False
+    # A free-threaded build has "t" in its ABI flags wherever it has ABI
+    # flags (POSIX, and Windows from 3.14): without it the answer is no, and
+    # sysconfig, which `import fastsel` would otherwise pay ~2 ms to load in
+    # every process (the start-up hook's children too), is not needed.
+    if "t" not in getattr(sys, "abiflags", "t"):
+        return False
     import sysconfig
 
     return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))

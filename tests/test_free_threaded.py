@@ -51,8 +51,10 @@ def test_rule(impl: str, platform: str, free_threaded: bool, want: bool) -> None
 @pytest.mark.parametrize("value, want", [(1, True), ("1", True), (0, False), (None, False)],
                          ids=["1", "str-1", "0", "unset"])
 def test_gil_disabled_reads_the_build_configuration(monkeypatch, value, want) -> None:
-    """``Py_GIL_DISABLED`` as sysconfig reports it decides; before 3.13 no
+    """``Py_GIL_DISABLED`` as sysconfig reports it decides (on a build whose
+    ABI flags carry the "t" every free-threaded one has); before 3.13 no
     build has it, and the rule does not look."""
+    monkeypatch.setattr(sys, "abiflags", "t", raising=False)
     real = sysconfig.get_config_var
     asked = []
 
@@ -68,8 +70,20 @@ def test_gil_disabled_reads_the_build_configuration(monkeypatch, value, want) ->
         assert _impl.gil_disabled() is False and asked == []
 
 
+def test_abi_flags_without_t_need_no_sysconfig(monkeypatch) -> None:
+    """No "t" in the ABI flags: not free-threaded, answered without loading
+    sysconfig (import fastsel stays as cheap as before)."""
+    monkeypatch.setattr(sys, "abiflags", "", raising=False)
+    monkeypatch.setattr(sysconfig, "get_config_var", lambda name: pytest.fail(name))
+    assert _impl.gil_disabled() is False
+    code = "import sys, fastsel; print('sysconfig' in sys.modules)"
+    proc = run_python(["-c", code])
+    assert proc.returncode == 0 and proc.stdout == "False\n", proc.stdout + proc.stderr
+
+
 def test_this_interpreter() -> None:
     assert _impl.gil_disabled() is bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    assert _impl.gil_disabled() is ("t" in getattr(sys, "abiflags", ""))
     if _impl.gil_disabled():
         assert fastsel.implementation == "stdlib"
         assert "fastsel._fastsel" not in sys.modules
@@ -137,7 +151,7 @@ def test_import_serves_the_stdlib_on_a_free_threaded_build() -> None:
                     reason="this system gets no C extension whatever the GIL")
 def test_setup_builds_a_pure_wheel_for_a_free_threaded_build(tmp_path) -> None:
     """setup.py run with Py_GIL_DISABLED=1 in its configuration (the real
-    build, sysconfig's answer replaced) compiles nothing, says why, and tags
+    build, sysconfig's answer and the ABI flags replaced) compiles nothing, says why, and tags
     the wheel for free-threaded CPython only: cpXY-cpXYt-<platform>."""
     src = tmp_path / "src"
     src.mkdir()
@@ -150,6 +164,8 @@ def test_setup_builds_a_pure_wheel_for_a_free_threaded_build(tmp_path) -> None:
         import runpy, sys, sysconfig
         real = sysconfig.get_config_var
         sysconfig.get_config_var = lambda name: 1 if name == "Py_GIL_DISABLED" else real(name)
+        sysconfig.get_config_vars()     # loaded under the real ABI flags' name first
+        sys.abiflags += "t"             # as a free-threaded build's are
         sys.argv = ["setup.py", "-q", "bdist_wheel", "-d", "dist"]
         runpy.run_path("setup.py", run_name="__main__")
     """)
