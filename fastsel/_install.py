@@ -201,7 +201,10 @@ class _FreshImportFinder:
             return None
         from importlib.machinery import ModuleSpec
 
-        spec = ModuleSpec(name, _FreshImportLoader(std_spec), origin=std_spec.origin,
+        # a loader by protocol (create_module, exec_module): importlib.abc.Loader
+        # as its base would add an import to every covered child's start-up
+        loader: Any = _FreshImportLoader(std_spec)
+        spec = ModuleSpec(name, loader, origin=std_spec.origin,
                           loader_state=std_spec.loader_state)
         spec.has_location = std_spec.has_location
         if std_spec.has_location:
