@@ -1,9 +1,10 @@
 """Build script: the C extension fastsel._fastsel where it is the better choice.
 
 Where the extension is built is decided by fastsel/_impl.py (the same rule
-``import fastsel`` applies): CPython on Linux, macOS or BSD.  Everywhere else
-(PyPy, Windows, other systems) no extension is built and the wheel is pure
-Python: ``import fastsel`` then serves the platform's own select/selectors.
+``import fastsel`` applies): CPython built with the GIL on Linux, macOS or BSD.
+Everywhere else (PyPy, a free-threaded CPython, Windows, other systems) no
+extension is built and the wheel is pure Python: ``import fastsel`` then serves
+the platform's own select/selectors.
 An ``optional`` extension would not do: on PyPy it would build fine and be
 slower than the stdlib, and a failed build would hide real breakage.
 
@@ -176,7 +177,11 @@ class BuildExt(build_ext):
 class BdistWheel(bdist_wheel):
     """A wheel without the extension is still only for the interpreter that
     built it: tagged e.g. pp39-none-any, never py3-none-any, so it cannot be
-    picked by a CPython that should get (or build) the C extension."""
+    picked by a CPython that should get (or build) the C extension.  A
+    free-threaded CPython's is tagged with its ABI and platform
+    (cp313-cp313t-linux_x86_64): cp313-none-any would also suit the GIL
+    build of 3.13, which must get the extension (pip's wheel cache holds the
+    wheels of both builds under one key)."""
 
     def get_tag(self):
         tag = super().get_tag()
@@ -185,7 +190,11 @@ class BdistWheel(bdist_wheel):
         impl = {"cpython": "cp", "pypy": "pp"}.get(sys.implementation.name)
         if impl is None:
             return tag
-        return (f"{impl}{sys.version_info[0]}{sys.version_info[1]}", "none", "any")
+        version = f"{impl}{sys.version_info[0]}{sys.version_info[1]}"
+        if impl == "cp" and _load_rule().gil_disabled():
+            plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+            return (version, version + "t", plat)
+        return (version, "none", "any")
 
 
 # Commands: more can be added here (setup(cmdclass=CMDCLASS) below).

@@ -6,8 +6,9 @@ this one namespace carries the public names of both stdlib modules.
 ``implementation`` says what serves them: ``"c"``, the C extension
 ``fastsel._fastsel`` (CPython on Linux, macOS, BSD), or ``"stdlib"``, the platform's
 own ``select``/``selectors`` objects themselves, where the C extension would
-not be faster or does not exist (PyPy, Windows, ...; see fastsel/_impl.py
-and docs/platforms.md).
+not be faster, does not exist, or would switch a free-threaded CPython's GIL
+back on (PyPy, Windows, 3.13t+, ...; see fastsel/_impl.py and
+docs/platforms.md).
 """
 from fastsel._impl import chosen as _chosen
 

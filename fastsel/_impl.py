@@ -4,9 +4,13 @@ The C extension exists to be faster than the stdlib while behaving the same.
 It is built and used only where it is that: CPython (on PyPy it would run
 through the cpyext emulation layer and be slower than PyPy's own ``select``)
 on the systems its C code is written and tested for, Linux, macOS and the
-BSDs.  Everywhere else (PyPy, GraalPy, Windows, other POSIX systems) setup.py
-builds no extension and ``import fastsel`` serves the platform's own
-``select``/``selectors`` objects under the same names.
+BSDs, and only on a CPython built with the GIL: a free-threaded build
+(``Py_GIL_DISABLED``, 3.13t and later) would switch its GIL back on for the
+whole process on importing an extension that does not declare that it runs
+without one, and fastsel's C code has not been verified without the GIL.
+Everywhere else (PyPy, GraalPy, free-threaded CPython, Windows, other POSIX
+systems) setup.py builds no extension and ``import fastsel`` serves the
+platform's own ``select``/``selectors`` objects under the same names.
 
 setup.py loads this file by path (the package cannot be imported before its
 extension is built), so it must stay free of imports from the package.
@@ -24,23 +28,49 @@ C_PLATFORMS = ("linux", "darwin", "freebsd", "openbsd", "netbsd", "dragonfly")
 ENV = "FASTSEL_IMPLEMENTATION"
 
 
+def gil_disabled() -> bool:
+    """True on a free-threaded CPython build: its own configuration says
+    ``Py_GIL_DISABLED`` (no such build before 3.13, nor that variable)."""
+    if sys.version_info < (3, 13):
+        return False
+    # A free-threaded build has "t" in its ABI flags wherever it has ABI
+    # flags (POSIX, and Windows from 3.14): without it the answer is no, and
+    # sysconfig, which `import fastsel` would otherwise pay ~2 ms to load in
+    # every process (the start-up hook's children too), is not needed.
+    if "t" not in getattr(sys, "abiflags", "t"):
+        return False
+    import sysconfig
+
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
 def c_extension_supported(implementation: str | None = None,
-                          platform: str | None = None) -> bool:
+                          platform: str | None = None,
+                          free_threaded: bool | None = None) -> bool:
     """True where the C extension is built and used (defaults: this Python)."""
     impl = sys.implementation.name if implementation is None else implementation
     plat = sys.platform if platform is None else platform
-    return impl == "cpython" and plat.startswith(C_PLATFORMS)
+    if impl != "cpython" or not plat.startswith(C_PLATFORMS):
+        return False
+    return not (gil_disabled() if free_threaded is None else free_threaded)
 
 
-def why_not(implementation: str | None = None, platform: str | None = None) -> str:
+def why_not(implementation: str | None = None, platform: str | None = None,
+            free_threaded: bool | None = None) -> str:
     """One line saying why this Python gets the stdlib implementation."""
     impl = sys.implementation.name if implementation is None else implementation
     plat = sys.platform if platform is None else platform
     if impl != "cpython":
         return (f"{impl} is not CPython: the C extension would run through its "
                 "C-API emulation and be slower than its own select module")
-    return (f"{plat} is not one of the systems the C extension supports "
-            "(Linux, macOS, BSD)")
+    if not plat.startswith(C_PLATFORMS):
+        return (f"{plat} is not one of the systems the C extension supports "
+                "(Linux, macOS, BSD)")
+    if gil_disabled() if free_threaded is None else free_threaded:
+        return ("this CPython is free-threaded (Py_GIL_DISABLED): the C extension is not "
+                "yet verified without the GIL, and importing it would switch the GIL back "
+                "on for the whole process")
+    return ""
 
 
 def chosen() -> str:

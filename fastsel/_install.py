@@ -18,6 +18,20 @@ Only public names that the stdlib module has and fastsel has too are
 replaced, so the stdlib surface never gains or loses a name, and a name that
 fastsel does not provide keeps working from the stdlib.
 
+Fresh imports too: while installed, a finder at the front of
+``sys.meta_path`` answers ``select`` and ``selectors`` whenever an import
+does not find them in ``sys.modules`` (code that deleted them and imports
+them again, ``importlib.import_module``, eventlet's
+``patcher.original('select')``, which pops the module and re-imports it).  It
+runs the stdlib's own loader, so the new module is a real stdlib module, and
+then patches it like the first one; uninstall() restores it too and removes
+the finder, so later imports get the stdlib.  A ``selectors`` module whose
+``select`` is not the stdlib's ``select`` module (eventlet's green
+``select``, put in ``sys.modules`` while ``selectors`` is imported) is left
+as it is: fastsel's selector classes call the kernel themselves and
+would bypass it.  What no mechanism reaches: a copy of an object made before
+install() (``from select import epoll`` in a module imported earlier).
+
 ``install(children=True)`` also sets ``FASTSEL_AUTOINSTALL=1`` in
 ``os.environ``: every Python process started afterwards with this
 environment runs fastsel's start-up hook (``fastsel/_hook.py``, run from the
@@ -94,8 +108,13 @@ def install(*, children: bool = False) -> None:
     installation either way.  Idempotent (a later ``children=True`` adds the
     children); undone exactly by :func:`uninstall`.
     """
+    # Imported before the lock is taken: an import can wait for a fresh import
+    # of the same name in another thread, which takes the lock to finish.
+    import select as std_select
+    import selectors as std_selectors
+
     with _lock:
-        _patch_stdlib()
+        _patch_stdlib(std_select, std_selectors)
         if children:
             _cover_children()
 
@@ -110,25 +129,12 @@ def _cover_children() -> None:
     _children = True
 
 
-def _patch_stdlib() -> None:
+def _patch_stdlib(std_select: Any, std_selectors: Any) -> None:
     global _installed
     if _installed:
         return
-    import select as std_select
-    import selectors as std_selectors
-
-    fast = _package()
-    # Classes and functions fastsel has that can stand in for the stdlib's.
     for module in (std_select, std_selectors):
-        for name in _public_names(module):
-            if not hasattr(fast, name):
-                continue
-            old = getattr(module, name)
-            new = getattr(fast, name)
-            if new is old:
-                continue
-            _counterparts[id(new)] = (new, old)
-            _set(module, name, new)
+        _patch_module(module)
     std_to_fast = {id(old): new for new, old in _counterparts.values()}
     for modname, attr in CONSUMERS:
         consumer = sys.modules.get(modname)
@@ -138,7 +144,102 @@ def _patch_stdlib() -> None:
         new = std_to_fast.get(id(old))
         if new is not None:
             _set(consumer, attr, new)
+    # Where fastsel serves the stdlib's own objects there is nothing to
+    # serve a fresh import with.
+    if getattr(_package(), "implementation", "c") == "c":
+        sys.meta_path.insert(0, _finder)
     _installed = True
+
+
+def _patch_module(module: Any) -> None:
+    """Put fastsel's objects in one stdlib select or selectors module object."""
+    name = getattr(module, "__name__", None)
+    if name not in FRESH_NAMES:
+        # a stand-in under that name in sys.modules (eventlet's green select,
+        # fastsel itself as an alias): not the stdlib's module
+        return
+    if name == "selectors" and getattr(vars(module).get("select"), "__name__", None) != "select":
+        # it was imported with a stand-in select in sys.modules (eventlet's
+        # green one), which its classes must keep calling
+        return
+    fast = _package()
+    # Classes and functions fastsel has that can stand in for the stdlib's.
+    for attr in _public_names(module):
+        if not hasattr(fast, attr):
+            continue
+        old = getattr(module, attr)
+        new = getattr(fast, attr)
+        if new is old:
+            continue
+        # the first stdlib object stays the counterpart that uninstall()
+        # gives back to a consumer that copied fastsel's
+        _counterparts.setdefault(id(new), (new, old))
+        _set(module, attr, new)
+
+
+# The names the finder answers while installed.
+FRESH_NAMES = ("select", "selectors")
+
+
+class _FreshImportFinder:
+    """On ``sys.meta_path`` while installed: ``select``/``selectors`` imported
+    afresh are the stdlib's modules, made by the stdlib's own loader, with
+    fastsel installed in them."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in FRESH_NAMES or path is not None:
+            return None
+        std_spec = None
+        for finder in list(sys.meta_path):
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            std_spec = find(name, path, target)
+            if std_spec is not None:
+                break
+        if std_spec is None or std_spec.loader is None:
+            return None
+        from importlib.machinery import ModuleSpec
+
+        # a loader by protocol (create_module, exec_module): importlib.abc.Loader
+        # as its base would add an import to every covered child's start-up
+        loader: Any = _FreshImportLoader(std_spec)
+        spec = ModuleSpec(name, loader, origin=std_spec.origin,
+                          loader_state=std_spec.loader_state)
+        spec.has_location = std_spec.has_location
+        if std_spec.has_location:
+            spec.cached = std_spec.cached
+        return spec
+
+    def invalidate_caches(self) -> None:
+        pass
+
+
+class _FreshImportLoader:
+    """Runs the stdlib's loader, then installs fastsel in the new module (or
+    in a module being reloaded).  The module keeps the stdlib's own spec and
+    loader, so it looks like any stdlib import and reloads like one after
+    uninstall()."""
+
+    def __init__(self, std_spec: Any) -> None:
+        self.std_spec = std_spec
+
+    def create_module(self, spec: Any) -> Any:
+        create = getattr(self.std_spec.loader, "create_module", None)
+        return create(self.std_spec) if create is not None else None
+
+    def exec_module(self, module: Any) -> None:
+        std_spec = self.std_spec
+        std_spec.loader.exec_module(module)
+        module.__spec__ = std_spec
+        module.__loader__ = std_spec.loader
+        with _lock:
+            # an uninstall() may have come first: then the stdlib module stays
+            if _installed and _finder in sys.meta_path:
+                _patch_module(module)
+
+
+_finder = _FreshImportFinder()
 
 
 def uninstall() -> None:
@@ -153,6 +254,9 @@ def uninstall() -> None:
             _children = False
         if not _installed:
             return
+        # later imports get the stdlib's modules again
+        while _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)
         while _patches:
             obj, name, old = _patches.pop()
             if old is _MISSING:
