@@ -306,6 +306,7 @@ def test_eventlet_hub_runs_on_fastsel(tmp_path, hub: str) -> None:
     objects they take from ``patcher.original('select')`` (a fresh import),
     and the asyncio hub's selector (``patcher.original('selectors')``), are
     fastsel's; under plain python the same program gets the stdlib."""
+    require_eventlet()
     import select
     if hub in ("epolls", "poll") and not hasattr(select, hub.rstrip("s")):
         pytest.skip(f"this platform's select module has no {hub.rstrip('s')}")

@@ -123,6 +123,36 @@ def test_select_works_through_the_stdlib_module(installed: None) -> None:
         os.close(w)
 
 
+@pytest.mark.parametrize("name", ["PollSelector", "EpollSelector"])
+def test_replaced_selector_cls_runs_the_stdlib_class_while_installed(
+        installed: None, name: str) -> None:
+    """CPython's test_modify_unregister under ``python -m fastsel``: it patches
+    ``selectors.<name>._selector_cls`` -- fastsel's class, once installed --
+    and the selector then runs the stdlib's own class (not fastsel's, which
+    install() put in the stdlib module), so a failing modify() unregisters."""
+    import selectors
+    import socket
+    from unittest import mock
+    if not hasattr(selectors, name):
+        pytest.skip(f"this platform has no {name}")
+    cls = getattr(selectors, name)
+    assert cls is getattr(fastsel, name)
+    a, b = socket.socketpair()
+    try:
+        with mock.patch(f"selectors.{name}._selector_cls") as m:
+            m.return_value.modify = mock.Mock(side_effect=ZeroDivisionError)
+            sel = cls()
+            sel.register(a, selectors.EVENT_READ)
+            assert len(sel._map) == 1
+            with pytest.raises(ZeroDivisionError):
+                sel.modify(a, selectors.EVENT_WRITE)
+            assert len(sel._map) == 0
+            sel.close()
+    finally:
+        a.close()
+        b.close()
+
+
 @pytest.mark.parametrize("consumer, attr, cls", [
     ("subprocess", "_PopenSelector", "PollSelector"),
     ("socketserver", "_ServerSelector", "PollSelector"),
