@@ -6,9 +6,12 @@
 
 #include <errno.h>
 
-typedef enum { CTL_ADD, CTL_MODIFY, CTL_REMOVE } ctl_op;
+/* CTL_SET: make the kernel hold `events` for fd whatever it held before,
+ * as one call in ticket order (two calls could let another thread's change
+ * of fd in between). */
+typedef enum { CTL_ADD, CTL_MODIFY, CTL_REMOVE, CTL_SET } ctl_op;
 
-static inline int
+static int
 ctl_call(const fs_backend_ops *ops, fs_backend *be, ctl_op op, int fd,
          int old, int events, uint64_t token)
 {
@@ -17,9 +20,22 @@ ctl_call(const fs_backend_ops *ops, fs_backend *be, ctl_op op, int fd,
         return ops->add(be, fd, events, token);
     case CTL_MODIFY:
         return ops->modify(be, fd, old, events, token);
-    default:
+    case CTL_REMOVE:
         return ops->remove(be, fd, old);
+    default:
+        break;
     }
+    const int all = FS_READ | FS_WRITE;
+    if (ops->modify == NULL) {
+        /* kqueue: both filters go, the wanted ones come back (libkqueue
+         * refuses an EV_ADD over a filter it has) */
+        (void)ops->remove(be, fd, all);
+        return events ? ops->add(be, fd, events, token) : 0;
+    }
+    if (ops->modify(be, fd, all, events, token) < 0 && errno == ENOENT) {
+        return ops->add(be, fd, events, token);
+    }
+    return 0;
 }
 
 /* Kernel calls in the GIL's order.  Where the kind's backend enters the
@@ -412,24 +428,10 @@ modify_refused(sel_object *s, PyObject *fileobj, long cfd, int old)
 static void
 ctl_follow(sel_object *s, int fd)
 {
-    const int all = FS_READ | FS_WRITE;
     sel_slot *sl = slot_find(s, fd);
-    if (sl == NULL) {
-        return;
-    }
-    int events = sl->events;
-    uint64_t token = make_token(fd, sl->gen);
-    if (s->ops->modify == NULL) {
-        /* kqueue: both filters go, the wanted ones come back (libkqueue
-         * refuses an EV_ADD over a filter it has) */
-        (void)ctl_kernel(s, CTL_REMOVE, fd, all, 0, 0);
-        if (events) {
-            (void)ctl_kernel(s, CTL_ADD, fd, 0, events, token);
-        }
-    }
-    else if (ctl_kernel(s, CTL_MODIFY, fd, all, events, token) < 0
-             && errno == ENOENT) {
-        (void)ctl_kernel(s, CTL_ADD, fd, 0, events, token);
+    if (sl != NULL) {
+        (void)ctl_kernel(s, CTL_SET, fd, 0, sl->events,
+                         make_token(fd, sl->gen));
     }
 }
 
