@@ -38,6 +38,10 @@ PRELUDE = textwrap.dedent("""
         return __import__(name)
 
     def serves_fastsel(select, selectors):
+        if not C:
+            # fastsel serves the interpreter's own modules: a fresh stdlib
+            # import (new objects on PyPy) is what it serves
+            return serves_stdlib(select, selectors)
         names = [n for n in ("select", "poll", "epoll") if hasattr(select, n)]
         names_sel = [n for n in ("DefaultSelector", "SelectSelector", "PollSelector",
                                  "EpollSelector") if hasattr(selectors, n)]
@@ -295,7 +299,12 @@ EVENTLET_PROG = textwrap.dedent("""
     elif hub_name == "selects":
         fast = hub_select.select is fastsel.select
     else:
-        fast = type(hub.loop._selector) is fastsel.DefaultSelector
+        cls = type(hub.loop._selector)
+        # where fastsel serves the interpreter's own selectors, the class of a
+        # fresh stdlib import (a new class object) is what it serves
+        fast = cls is fastsel.DefaultSelector or (
+            fastsel.implementation != "c" and cls.__module__ == "selectors"
+            and cls.__qualname__ == fastsel.DefaultSelector.__qualname__)
     print("fastsel" if fast else "stdlib")
 """)
 

@@ -90,9 +90,9 @@ PyErr_SetRaisedException(PyObject *exc)
 #  define Py_READONLY READONLY
 #endif
 
-/* 3.10: PyType_GetModuleByDef (the module of the first heap type in
- * type's MRO defined by def); 3.9 gets it walked by hand here. */
-#if PY_VERSION_HEX < 0x030A0000
+/* 3.11: PyType_GetModuleByDef (the module of the first heap type in
+ * type's MRO defined by def); 3.9 and 3.10 get it walked by hand here. */
+#if PY_VERSION_HEX < 0x030B0000
 static inline PyObject *
 PyType_GetModuleByDef(PyTypeObject *type, PyModuleDef *def)
 {
