@@ -4,7 +4,8 @@
 #               the quick benchmark (python -m fastsel bench --quick, under a minute)
 #   make test   sdist -> wheel per interpreter -> auditwheel -> fresh venv -> the sdist's
 #               tests, on every CPython >= 3.9 and PyPy found, CPython 3.14/3.15 (+ debug
-#               builds) from the Debian-unstable root, and the kqueue build (.ci/matrix)
+#               builds) from the Debian-unstable root, aarch64 and s390x under qemu-user,
+#               and the kqueue build (.ci/matrix); release artefacts in .venv/ci/release
 #
 # Everything goes under .venv/ (see .ci/matrix), built with -Werror.
 # Knobs: PYTHON=... (interpreter for `make run`), PYTEST_ARGS=... (extra arguments for

