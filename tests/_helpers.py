@@ -3,12 +3,16 @@
 The child must import the same ``fastsel`` (and so the same C extension,
 ``fastsel._fastsel`` inside it) as the test process (the installed package
 under ``make test``, a build dir in development), whatever its working
-directory: ``child_env()`` puts its directory first on ``PYTHONPATH``.
+directory: ``child_env()`` puts its directory first on ``PYTHONPATH``, unless
+it is this interpreter's site-packages, which the child finds in its usual
+place (after the stdlib: first, PyPI's uncompiled ``greenlet`` package there
+would shadow PyPy's own ``greenlet`` module).
 """
 from __future__ import annotations
 
 import os
 import signal
+import site
 import subprocess
 import sys
 import threading
@@ -22,12 +26,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def child_env(**extra: str) -> dict:
-    paths = [os.path.dirname(os.path.dirname(os.path.abspath(fastsel.__file__)))]
+    here = os.path.dirname(os.path.dirname(os.path.abspath(fastsel.__file__)))
+    site_dirs = {os.path.realpath(d) for d in site.getsitepackages()}
+    paths = [] if os.path.realpath(here) in site_dirs else [here]
     old = os.environ.get("PYTHONPATH")
     if old:
         paths.append(old)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    if not env["PYTHONPATH"]:
+        del env["PYTHONPATH"]
     env.pop("PYTHONHOME", None)
     env.update(extra)
     return env

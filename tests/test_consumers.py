@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 import threading
@@ -299,8 +300,34 @@ def test_socketserver_serve_forever_and_shutdown(kind: str) -> None:
         t0 = time.monotonic()
         server.shutdown()           # returns once serve_forever's select loop saw it
         thread.join(10)
+        stuck = _reap_forked_children(server, 10)
         server.server_close()
     assert not thread.is_alive() and time.monotonic() - t0 < 5
+    assert not stuck, f"forked handler processes still running after 10 s (killed): {stuck}"
+
+
+def _reap_forked_children(server: Any, within: float) -> list:
+    """ForkingTCPServer's handler processes, waited for at most ``within``
+    seconds (its server_close() would wait for ever); the stuck ones are
+    killed and returned, so that a hung child fails the test instead of
+    hanging the run."""
+    children = getattr(server, "active_children", None) or set()
+    deadline = time.monotonic() + within
+    while children and time.monotonic() < deadline:
+        for pid in list(children):
+            try:
+                done = os.waitpid(pid, os.WNOHANG)[0]
+            except ChildProcessError:
+                done = pid
+            if done:
+                children.discard(pid)
+        time.sleep(0.02)
+    stuck = sorted(children)
+    for pid in stuck:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        children.discard(pid)
+    return stuck
 
 
 def test_http_server_serves_a_request(tmp_path) -> None:

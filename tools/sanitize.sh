@@ -12,7 +12,8 @@
 # Knobs: PYTHON (default python3), SANITIZE_BUILD (build dir, default
 # /tmp/fastsel-asan-<python version>), SANITIZE_TIMEOUT (seconds, default 900:
 # the -O0 debug build under ASan took 300-400 s for ~2040 tests on a loaded
-# 2-core machine).
+# 2-core machine), SANITIZE_TEST_TIMEOUT (per test, default 300: a hung test
+# fails with every thread's stack instead of stopping the whole run silently).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -79,7 +80,8 @@ env LD_PRELOAD="$ASAN_RT $UBSAN_RT${LD_PRELOAD:+ $LD_PRELOAD}" \
     FASTSEL_LEAK_N="${FASTSEL_LEAK_N:-2000}" FASTSEL_LEAK_METERS=0 \
     PYTHONFAULTHANDLER=1 \
     PYTHONPATH="$BUILD${PYTHONPATH:+:$PYTHONPATH}" \
-    timeout "$TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider --rootdir "$ROOT" "${args[@]}" || rc=$?
+    timeout "$TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider --rootdir "$ROOT" \
+        --timeout="${SANITIZE_TEST_TIMEOUT:-300}" --timeout-method=thread "${args[@]}" || rc=$?
 
 reports=("$LOGS"/*)
 if [[ -e "${reports[0]}" ]]; then
