@@ -5,6 +5,7 @@
 #include "debug.h"
 
 #include <errno.h>
+#include <string.h>
 
 /* CTL_SET: make the kernel hold `events` for fd whatever it held before,
  * as one call in ticket order (two calls could let another thread's change
@@ -298,41 +299,45 @@ sel_do_register(sel_object *s, PyObject *fileobj, PyObject *events,
     return register_key(s, (int)cfd, key);
 }
 
-/* (fileobj, events, data=None) of register() and modify(): the plain
- * positional call is bound without fs_parse_pyfunc. */
-static int
-parse_fileobj_events_data(sel_object *s, int which, const char *meth,
-                          PyObject *const *args, Py_ssize_t nargs,
-                          PyObject *kwnames, PyObject **a)
+static PyObject *do_modify(sel_object *s, PyObject *fileobj,
+                           PyObject *events, PyObject *data);
+
+/* register() and modify(): (fileobj, events, data=None), the plain
+ * positional call bound without fs_parse_pyfunc. */
+static PyObject *
+register_or_modify(sel_object *s, int which, PyObject *const *args,
+                   Py_ssize_t nargs, PyObject *kwnames)
 {
     static const char *const names[] = {"fileobj", "events", "data"};
+    const char *meth = which == SEL_M_MODIFY ? "modify" : "register";
+    SEL_FORWARD(s, meth, args, nargs, kwnames);
+    PyObject *a[3] = {NULL, NULL, NULL};
     if (kwnames == NULL && nargs >= 2 && nargs <= 3) {
-        a[0] = args[0];
-        a[1] = args[1];
-        a[2] = nargs == 3 ? args[2] : Py_None;
-        return 0;
+        memcpy(a, args, (size_t)nargs * sizeof(*a));
     }
-    if (fs_parse_pyfunc(s->kind->owner[which], meth, names, 2, 3, args,
-                        nargs, kwnames, a) < 0) {
-        return -1;
+    else if (fs_parse_pyfunc(s->kind->owner[which], meth, names, 2, 3, args,
+                             nargs, kwnames, a) < 0) {
+        return NULL;
     }
     if (a[2] == NULL) {
         a[2] = Py_None;
     }
-    return 0;
+    return which == SEL_M_MODIFY ? do_modify(s, a[0], a[1], a[2])
+                                 : sel_do_register(s, a[0], a[1], a[2]);
 }
 
 PyObject *
 sel_register(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
              PyObject *kwnames)
 {
-    SEL_FORWARD(s, "register", args, nargs, kwnames);
-    PyObject *a[3];
-    if (parse_fileobj_events_data(s, SEL_M_REGISTER, "register", args, nargs,
-                                  kwnames, a) < 0) {
-        return NULL;
-    }
-    return sel_do_register(s, a[0], a[1], a[2]);
+    return register_or_modify(s, SEL_M_REGISTER, args, nargs, kwnames);
+}
+
+PyObject *
+sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    return register_or_modify(s, SEL_M_MODIFY, args, nargs, kwnames);
 }
 
 /* ---- unregister --------------------------------------------------------- */
@@ -452,8 +457,7 @@ modify_finish(sel_object *s, long cfd, PyObject *key, int changed,
     int dne = sel_not_equal(data, PyTuple_GET_ITEM(key, 3));
     if (dne == 0 && !changed) {
         ctl_leave(s, rec);
-        Py_INCREF(key);
-        return key;
+        return Py_NewRef(key);
     }
     if (dne >= 0) {
         result = sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
@@ -552,17 +556,9 @@ modify_base(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
                          &rec);
 }
 
-PyObject *
-sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
-           PyObject *kwnames)
+static PyObject *
+do_modify(sel_object *s, PyObject *fileobj, PyObject *events, PyObject *data)
 {
-    SEL_FORWARD(s, "modify", args, nargs, kwnames);
-    PyObject *a[3];
-    if (parse_fileobj_events_data(s, SEL_M_MODIFY, "modify", args, nargs,
-                                  kwnames, a) < 0) {
-        return NULL;
-    }
-    PyObject *fileobj = a[0], *events = a[1], *data = a[2];
     if (sel_ready(s) < 0) {
         return NULL;
     }
@@ -571,9 +567,8 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     if (sl == NULL) {
         return NULL;
     }
-    PyObject *key = slot_key(sl);
+    PyObject *key = Py_NewRef(slot_key(sl));
     int mask = sl->events;
-    Py_INCREF(key);
     PyObject *result = NULL;
     int ne = sel_not_equal(events, PyTuple_GET_ITEM(key, 2));
     if (ne >= 0) {

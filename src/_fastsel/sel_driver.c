@@ -50,7 +50,7 @@ int
 sel_choose_backend(sel_object *s, PyObject *module)
 {
     const sel_kind *k = s->kind;
-    if (k->is_native == NULL) {
+    if (k->selector_cls == NULL) {
         return 0;               /* the class has no _selector_cls */
     }
     /* interned: the type attribute cache then answers */
@@ -58,7 +58,10 @@ sel_choose_backend(sel_object *s, PyObject *module)
     if (cls == NULL) {
         return -1;
     }
-    int native = k->is_native(cls, module, s->st);
+    PyObject *own = k->selector_cls(module, s->st);
+    PyErr_Clear();              /* no poll in the module: not ours */
+    int native = own != NULL && cls == own;
+    Py_XDECREF(own);
     Py_DECREF(cls);
     if (native) {
         return 0;

@@ -57,8 +57,7 @@ fileobj_to_fd(fs_state *st, PyObject *fileobj, long *cfd)
 {
     PyObject *fd;
     if (PyLong_Check(fileobj)) {
-        Py_INCREF(fileobj);
-        fd = fileobj;
+        fd = Py_NewRef(fileobj);
     }
     else {
         PyObject *res = PyObject_CallMethodNoArgs(fileobj, st->str_fileno);
@@ -106,8 +105,7 @@ sel_lookup(sel_object *s, PyObject *fileobj, long *cfd)
             PyErr_Clear();
             *cfd = i;
             fd = PyTuple_GET_ITEM(slot_key(sl), 1);
-            Py_INCREF(fd);
-            return fd;
+            return Py_NewRef(fd);
         }
         i = sl->next;
     }
@@ -146,9 +144,7 @@ sel_registered_key(sel_object *s, PyObject *fileobj, long *cfd)
     if (sl == NULL) {
         return NULL;
     }
-    PyObject *key = slot_key(sl);
-    Py_INCREF(key);
-    return key;
+    return Py_NewRef(slot_key(sl));
 }
 
 /* Keys are kept by C int fd: an fd beyond it gets the OverflowError any
@@ -301,14 +297,10 @@ sel_new_key(fs_state *st, PyObject *fileobj, PyObject *fd, PyObject *events,
     if (key == NULL) {
         return NULL;
     }
-    Py_INCREF(fileobj);
-    Py_INCREF(fd);
-    Py_INCREF(events);
-    Py_INCREF(data);
-    PyTuple_SET_ITEM(key, 0, fileobj);
-    PyTuple_SET_ITEM(key, 1, fd);
-    PyTuple_SET_ITEM(key, 2, events);
-    PyTuple_SET_ITEM(key, 3, data);
+    PyTuple_SET_ITEM(key, 0, Py_NewRef(fileobj));
+    PyTuple_SET_ITEM(key, 1, Py_NewRef(fd));
+    PyTuple_SET_ITEM(key, 2, Py_NewRef(events));
+    PyTuple_SET_ITEM(key, 3, Py_NewRef(data));
     return key;
 }
 
@@ -326,22 +318,6 @@ sel_register_key(sel_object *s, PyObject *fileobj, PyObject *events,
     PyObject *key = sel_new_key(s->st, fileobj, fd, events, data);
     Py_DECREF(fd);
     return key;
-}
-
-PyObject *
-sel_replace_key(sel_object *s, long cfd, PyObject *key, PyObject *events,
-                PyObject *data, int mask)
-{
-    PyObject *result = sel_new_key(s->st, PyTuple_GET_ITEM(key, 0),
-                                   PyTuple_GET_ITEM(key, 1), events, data);
-    if (result == NULL) {
-        return NULL;
-    }
-    if (slot_put(s, (int)cfd, result, mask) < 0) {
-        Py_DECREF(result);
-        return NULL;
-    }
-    return result;
 }
 
 /* The stdlib's parameterless methods are Python functions: their texts for

@@ -3,9 +3,6 @@
  * KqueueSelector differ.  Adding a selector class is adding a row. */
 #include "selector.h"
 
-#include <limits.h>
-#include <string.h>
-
 /* epoll and kqueue: the select-module type is _selector_cls */
 static PyObject *
 type_ref(PyTypeObject *tp)
@@ -20,38 +17,16 @@ epoll_cls(PyObject *Py_UNUSED(module), fs_state *st)
     return type_ref(st->epoll_type);
 }
 
-static int
-epoll_native(PyObject *cls, PyObject *Py_UNUSED(module), fs_state *st)
-{
-    return cls == (PyObject *)st->epoll_type;
-}
-
 static PyObject *
 kqueue_cls(PyObject *Py_UNUSED(module), fs_state *st)
 {
     return type_ref(st->kqueue_type);
 }
 
-static int
-kqueue_native(PyObject *cls, PyObject *Py_UNUSED(module), fs_state *st)
-{
-    return cls == (PyObject *)st->kqueue_type;
-}
-
 static PyObject *
 poll_cls(PyObject *module, fs_state *Py_UNUSED(st))
 {
     return PyObject_GetAttrString(module, "poll");
-}
-
-/* this module's poll() function */
-static int
-poll_native(PyObject *cls, PyObject *module, fs_state *Py_UNUSED(st))
-{
-    PyObject *poll = PyObject_GetAttrString(module, "poll");
-    Py_XDECREF(poll);           /* the module keeps it */
-    PyErr_Clear();
-    return cls == poll;
 }
 
 const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
@@ -71,7 +46,6 @@ const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
         .per_key = 1,
         .has_fileno = 1,
         .selector_cls = epoll_cls,
-        .is_native = epoll_native,
     },
     {
         .index = 1,
@@ -87,7 +61,6 @@ const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
         .unregister_missing = 1,
         .per_key = 1,
         .selector_cls = poll_cls,
-        .is_native = poll_native,
     },
     {
         .index = 2,
@@ -120,6 +93,5 @@ const sel_kind sel_kinds[FS_SELECTOR_KINDS] = {
         .per_key = 2,           /* a read and a write filter */
         .has_fileno = 1,
         .selector_cls = kqueue_cls,
-        .is_native = kqueue_native,
     },
 };

@@ -26,13 +26,11 @@ sel_map_new(sel_object *s)
         if (m == NULL) {
             return NULL;
         }
-        Py_INCREF(s);
-        m->sel = s;
+        m->sel = (sel_object *)Py_NewRef(s);
         m->st = s->st;
         s->map = (PyObject *)m;
     }
-    Py_INCREF(s->map);
-    return s->map;
+    return Py_NewRef(s->map);
 }
 
 static PyObject *
@@ -49,12 +47,9 @@ map_lookup(map_object *m, PyObject *fileobj, PyObject *dflt)
         if (dflt == NULL) {
             return sel_err_not_registered(fileobj);
         }
-        Py_INCREF(dflt);
-        return dflt;
+        return Py_NewRef(dflt);
     }
-    PyObject *key = slot_key(sl);
-    Py_INCREF(key);
-    return key;
+    return Py_NewRef(slot_key(sl));
 }
 
 static PyObject *
@@ -203,8 +198,7 @@ mapiter_next(mapiter_object *it)
     PyObject *fd = PyTuple_GET_ITEM(slot_key(sl), 1);
     it->next = sl->next;
     it->next_gen = sl->next >= 0 ? slot_find(s, sl->next)->gen : 0;
-    Py_INCREF(fd);
-    return fd;
+    return Py_NewRef(fd);
 }
 
 static PyObject *

@@ -81,8 +81,7 @@ result_tuple(sel_object *s, int fd, sel_slot *sl, int mask)
 {
     PyObject *t = slot_res(sl);
     if (t != NULL && sl->res_mask == mask) {
-        Py_INCREF(t);
-        return t;
+        return Py_NewRef(t);
     }
     /* owned before the allocations, which may collect garbage and run a
      * finaliser that unregisters fd and frees its key */

@@ -179,8 +179,7 @@ sel_enter(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
     if (sel_no_args(s, SEL_M_OTHER, "__enter__", args, nargs, kwnames) < 0) {
         return NULL;
     }
-    Py_INCREF(s);
-    return (PyObject *)s;
+    return Py_NewRef(s);
 }
 
 static PyObject *

@@ -78,9 +78,8 @@ struct sel_kind {
     int per_key;
     int has_fileno;             /* the class defines fileno() */
     /* The kernel object's maker, the stdlib's _selector_cls (a new
-     * reference), and whether cls is it; NULL: the class has none. */
+     * reference); NULL: the class has none. */
     PyObject *(*selector_cls)(PyObject *module, fs_state *st);
-    int (*is_native)(PyObject *cls, PyObject *module, fs_state *st);
 };
 
 extern const sel_kind sel_kinds[FS_SELECTOR_KINDS];
@@ -278,11 +277,6 @@ int sel_not_equal(PyObject *a, PyObject *b);
 /* A SelectorKey on the stdlib's namedtuple type, or NULL. */
 PyObject *sel_new_key(fs_state *st, PyObject *fileobj, PyObject *fd,
                       PyObject *events, PyObject *data);
-/* A new key for a modify() that changed events or data (mask: its poller
- * mask), stored for fd as the stdlib's `_fd_to_key[key.fd] = key` does
- * (slot_put); a new reference, or NULL. */
-PyObject *sel_replace_key(sel_object *s, long cfd, PyObject *key,
-                          PyObject *events, PyObject *data, int mask);
 /* A bound Python function's texts for any argument of a parameterless
  * method of the stdlib's: 0, or -1 with TypeError. */
 int sel_no_args(sel_object *s, int meth, const char *name,
