@@ -1,124 +1,10 @@
 /* sel_ctl.c - register(), unregister() and modify(): the key bookkeeping in
- * the stdlib's order of effects, and the kernel interest changes, made
- * without the GIL where they enter the kernel. */
+ * the stdlib's order of effects, each change told to the kernel through
+ * sel_kernel.c. */
 #include "selector.h"
-#include "debug.h"
 
 #include <errno.h>
 #include <string.h>
-
-/* CTL_SET: make the kernel hold `events` for fd whatever it held before,
- * as one call in ticket order (two calls could let another thread's change
- * of fd in between). */
-typedef enum { CTL_ADD, CTL_MODIFY, CTL_REMOVE, CTL_SET } ctl_op;
-
-static int
-ctl_call(const fs_backend_ops *ops, fs_backend *be, ctl_op op, int fd,
-         int old, int events, uint64_t token)
-{
-    switch (op) {
-    case CTL_ADD:
-        return ops->add(be, fd, events, token);
-    case CTL_MODIFY:
-        return ops->modify(be, fd, old, events, token);
-    case CTL_REMOVE:
-        return ops->remove(be, fd, old);
-    default:
-        break;
-    }
-    const int all = FS_READ | FS_WRITE;
-    if (ops->modify == NULL) {
-        /* kqueue: both filters go, the wanted ones come back (libkqueue
-         * refuses an EV_ADD over a filter it has) */
-        (void)ops->remove(be, fd, all);
-        return events ? ops->add(be, fd, events, token) : 0;
-    }
-    if (ops->modify(be, fd, all, events, token) < 0 && errno == ENOENT) {
-        return ops->add(be, fd, events, token);
-    }
-    return 0;
-}
-
-/* Kernel calls in the GIL's order.  Where the kind's backend enters the
- * kernel, the GIL is released around each call, as the stdlib's poller
- * objects do (a FUSE file's poll hook may wait on a thread of this
- * process).  A call takes a ticket with the GIL and enters the kernel, the
- * selector's lock held, when that ticket is served, so the kernel sees the
- * calls of
- * one selector one at a time and in the order their callers made them: what
- * it holds is always what the sequence of calls, as the table saw it, left.
- * The price: an interest change that blocks in the kernel holds up the
- * selector's other changes (never its select()).  `inflight` keeps close()
- * from freeing the backend under a call. */
-
-/* The ticket lock in a new or forked object: the parent's may be held by a
- * thread the child does not have, so it is made anew, never waited on. */
-void
-sel_ctl_init(sel_object *s)
-{
-    pthread_mutex_init(&s->ctl_mu, NULL);
-    pthread_cond_init(&s->ctl_cv, NULL);
-    s->ctl_next = s->ctl_serving = 0;
-    s->ctl_waiting = 0;
-    s->inflight = 0;
-    s->ctls = NULL;
-}
-
-/* Changes made in a forked child by code run inside a call of the parent's
- * (its next call rebuilds the backend from the keys) must not touch the
- * kernel object it shares with the parent. */
-static inline int
-ctl_live(sel_object *s)
-{
-    return s->fork_seen == fs_fork_generation();
-}
-
-/* The kernel call, in ticket order: 0, or -1 with errno. */
-static int
-ctl_kernel(sel_object *s, ctl_op op, int fd, int old, int events,
-           uint64_t token)
-{
-    if (s->closed || s->be == NULL || !ctl_live(s)) {
-        /* closed by another thread during an earlier call of this change,
-         * or forked by code run inside it */
-        errno = EBADF;
-        return -1;
-    }
-    if (!s->ops->ctl_nogil) {
-        return ctl_call(s->ops, s->be, op, fd, old, events, token);
-    }
-    const fs_backend_ops *ops = s->ops;
-    fs_backend *be = s->be;
-    uint64_t ticket = s->ctl_next++;
-    int rc, err;
-    s->inflight++;
-    FS_DEBUG_CTL_QUEUED(1);
-    Py_BEGIN_ALLOW_THREADS
-    /* held through the call: one lock and unlock when nobody waits */
-    pthread_mutex_lock(&s->ctl_mu);
-    if (s->ctl_serving != ticket) {
-        s->ctl_waiting++;
-        do {
-            pthread_cond_wait(&s->ctl_cv, &s->ctl_mu);
-        } while (s->ctl_serving != ticket);
-        s->ctl_waiting--;
-    }
-    FS_DEBUG_CTL_QUEUED(-1);
-    rc = ctl_call(ops, be, op, fd, old, events, token);
-    err = errno;
-    s->ctl_serving++;
-    if (s->ctl_waiting) {
-        pthread_cond_broadcast(&s->ctl_cv);
-    }
-    pthread_mutex_unlock(&s->ctl_mu);
-    Py_END_ALLOW_THREADS
-    s->inflight--;
-    if (s->closed) {
-        sel_finish_close(s);        /* close() may have left it to us */
-    }
-    errno = err;
-    return rc;
-}
 
 /* ---- modify()'s window and other threads ---------------------------------
  * modify() stores its key after its kernel call and data's __ne__, as the
@@ -206,19 +92,6 @@ ctl_refused(sel_object *s, PyObject *fileobj, long cfd)
     return NULL;
 }
 
-void
-sel_readd_all(sel_object *s)
-{
-    /* a forked child (one thread, the GIL held throughout) rebuilds its
-     * kernel object from its keys, an empty interest included */
-    for (int32_t fd = s->head; fd >= 0;) {
-        sel_slot *sl = slot_find(s, fd);
-        assert(sl != NULL);
-        (void)s->ops->add(s->be, fd, sl->events, make_token(fd, sl->gen));
-        fd = sl->next;
-    }
-}
-
 /* ---- register ----------------------------------------------------------- */
 
 /* The stdlib's order: the key is stored, then `events & EVENT_READ` and
@@ -250,14 +123,14 @@ register_key(sel_object *s, int fd, PyObject *key)
     }
     /* that code may have closed the selector, or forked: the child's
      * rebuild from the keys added this one */
-    int forked = !ctl_live(s);
+    int forked = !sel_live(s);
     if (sel_ready(s) < 0) {
         goto refused;
     }
     if (forked) {
         return key;
     }
-    if (ctl_kernel(s, CTL_ADD, fd, 0, mask, make_token(fd, gen)) < 0) {
+    if (sel_kernel_ctl(s, CTL_ADD, fd, 0, mask, make_token(fd, gen)) < 0) {
         fs_errno_error(errno);
         goto refused;
     }
@@ -366,7 +239,7 @@ sel_do_unregister(sel_object *s, PyObject *fileobj)
     /* the stdlib's order: the key goes, then the poller is told */
     PyObject *key = ctl_take(s, (int)cfd, sl);
     /* an fd closed since registration makes the kernel refuse: ignored */
-    int missing = ctl_kernel(s, CTL_REMOVE, (int)cfd, events, 0, 0) < 0
+    int missing = sel_kernel_ctl(s, CTL_REMOVE, (int)cfd, events, 0, 0) < 0
                   && errno == ENOENT && s->kind->unregister_missing;
     if (s->kind->bool_warn_ctl && sel_warn_bool_fd(isbool)) {
         Py_DECREF(key);
@@ -422,7 +295,7 @@ modify_refused(sel_object *s, PyObject *fileobj, long cfd, int old)
     PyObject *dropped = ctl_refused(s, fileobj, cfd);
     if (dropped != NULL) {
         PyObject *exc = PyErr_GetRaisedException();
-        (void)ctl_kernel(s, CTL_REMOVE, (int)cfd, old, 0, 0);
+        (void)sel_kernel_ctl(s, CTL_REMOVE, (int)cfd, old, 0, 0);
         PyErr_SetRaisedException(exc);
         Py_DECREF(dropped);
     }
@@ -435,7 +308,7 @@ ctl_follow(sel_object *s, int fd)
 {
     sel_slot *sl = slot_find(s, fd);
     if (sl != NULL) {
-        (void)ctl_kernel(s, CTL_SET, fd, 0, sl->events,
+        (void)sel_kernel_ctl(s, CTL_SET, fd, 0, sl->events,
                          make_token(fd, sl->gen));
     }
 }
@@ -512,7 +385,7 @@ modify_poller(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
     int old = sl != NULL ? sl->events : 0;
     uint64_t token = make_token((int)cfd, sl != NULL ? sl->gen : 0);
     ctl_enter(s, &rec, (int)cfd);
-    if (ctl_kernel(s, CTL_MODIFY, (int)cfd, old, mask, token) < 0) {
+    if (sel_kernel_ctl(s, CTL_MODIFY, (int)cfd, old, mask, token) < 0) {
         ctl_leave(s, &rec);
         fs_errno_error(errno);
         modify_refused(s, fileobj, cfd, old);

@@ -85,8 +85,7 @@ result_tuple(sel_object *s, int fd, sel_slot *sl, int mask)
     }
     /* owned before the allocations, which may collect garbage and run a
      * finaliser that unregisters fd and frees its key */
-    PyObject *key = slot_key(sl);
-    Py_INCREF(key);
+    PyObject *key = Py_NewRef(slot_key(sl));
     PyObject *m = PyLong_FromLong(mask);
     t = m != NULL ? PyTuple_New(2) : NULL;
     if (t == NULL) {

@@ -1,96 +1,10 @@
 /* selector.c - the selector classes' methods other than register/modify/
- * select, their types, construction, GC and setup, and the backend's life
- * cycle (lazy open, rebuild after fork, release after close).  The layout
- * of the selector files is described in selector.h. */
+ * select, their types, construction, GC and setup.  The layout of the
+ * selector files is described in selector.h. */
 #include "selector.h"
 #include "fork.h"
 
-#include <errno.h>
 #include <stdlib.h>
-
-/* ---- the backend's life cycle ------------------------------------------- */
-
-/* Made at construction; again on first use in a forked child that had no
- * registrations to carry over. */
-static int
-sel_open_backend(sel_object *s)
-{
-    s->be = s->ops->open();
-    if (s->be == NULL) {
-        fs_errno_error(errno);
-        return -1;
-    }
-    return 0;
-}
-
-/* In a forked child: drop the inherited backend without touching its
- * kernel object (epoll_ctl on it would change the parent's interest list),
- * open a fresh one and re-add the current keys.  Registrations the kernel
- * now refuses (fd closed meanwhile) stay known but silent, as a registered
- * fd that is closed does in the parent. */
-static int
-sel_refork(sel_object *s)
-{
-    s->fork_seen = fs_fork_generation();
-    /* threads that were waiting or in an interest change at fork are not
-     * here */
-    s->busy = 0;
-    sel_ctl_init(s);
-    if (s->be != NULL) {
-        s->ops->free(s->be);
-        s->be = NULL;
-    }
-    if (s->closed) {
-        PyMem_Free(s->evbuf);
-        s->evbuf = NULL;
-        s->evcap = 0;
-        return 0;
-    }
-    if (s->count == 0) {
-        return 0;               /* opened on first use, as a new selector */
-    }
-    s->be = s->ops->open();
-    if (s->be == NULL) {
-        /* unusable now: behave as closed rather than crash later */
-        int err = errno;
-        s->closed = 1;
-        sel_forget_all(s);
-        fs_errno_error(err);
-        return -1;
-    }
-    sel_readd_all(s);
-    return 0;
-}
-
-int
-sel_ready_slow(sel_object *s)
-{
-    if (s->closed) {
-        sel_err_closed();
-        return -1;
-    }
-    if (s->fork_seen != fs_fork_generation() && sel_refork(s) < 0) {
-        return -1;
-    }
-    if (s->be == NULL) {
-        return sel_open_backend(s);
-    }
-    return 0;
-}
-
-void
-sel_finish_close(sel_object *s)
-{
-    if (s->closed && !s->busy && s->inflight == 0) {
-        if (s->be != NULL) {
-            s->ops->free(s->be);
-            s->be = NULL;
-        }
-        PyMem_Free(s->evbuf);
-        s->evbuf = NULL;
-        s->evcap = 0;
-    }
-}
 
 /* ---- the rest of the selector API --------------------------------------- */
 

@@ -5,9 +5,9 @@
  * One C base type keeps an fd-indexed slot array (key, generation, cached
  * (key, mask) result tuples, registration-order links) and one backend
  * (backend.h); the classes differ only by their row of the kind table
- * (sel_kinds.c).  The class (the first of ours in the MRO) picks the row, and
- * its _selector_cls the mechanism: fastsel's own runs natively, anything
- * else is driven through its Python methods (sel_driver.c).
+ * (sel_kinds.c).  The class (the first of ours in the MRO) picks the row;
+ * a replaced _selector_cls hands every call to the stdlib's own class
+ * (sel_driver.c).
  *
  * Beyond the stdlib: events carry `fd | generation << 32` so an event from
  * an old registration never reaches a new key on a reused fd; a fork bumps a
@@ -17,8 +17,9 @@
  *
  * Files: selector.c (methods, types, construction, GC, setup), sel_kinds.c
  * (the kind table), sel_slots.c (the key/slot table), sel_keys.c (fileobj ->
- * fd, event masks, keys, errors), sel_ctl.c (register/unregister/modify and
- * the kernel interest changes), sel_timeout.c (per-kind timeout rules),
+ * fd, event masks, keys, errors), sel_kernel.c (the kernel object's life
+ * cycle and interest changes), sel_ctl.c (register/unregister/modify),
+ * sel_timeout.c (per-kind timeout rules),
  * sel_wait.c (select(): wait, results), sel_driver.c (a replaced
  * _selector_cls), sel_map.c (get_map()'s mapping and its iterator).
  */
@@ -282,7 +283,16 @@ PyObject *sel_new_key(fs_state *st, PyObject *fileobj, PyObject *fd,
 int sel_no_args(sel_object *s, int meth, const char *name,
                 PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 
-/* ---- the backend, fork and close (selector.c) --------------------------- */
+/* ---- the kernel object and interest changes (sel_kernel.c) ------------- */
+
+/* Not forked since s last looked: code run inside a call of the parent's
+ * must not touch the kernel object a forked child shares with it (the
+ * child's next call rebuilds it from the keys). */
+static inline int
+sel_live(sel_object *s)
+{
+    return s->fork_seen == fs_fork_generation();
+}
 
 /* The entry check of every kernel-facing method: closed, forked, lazily
  * opened backend.  0, or -1 with an exception. */
@@ -291,16 +301,31 @@ int sel_ready_slow(sel_object *s);
 static inline int
 sel_ready(sel_object *s)
 {
-    if (!s->closed && s->be != NULL
-            && s->fork_seen == fs_fork_generation()) {
+    if (!s->closed && s->be != NULL && sel_live(s)) {
         return 0;
     }
     return sel_ready_slow(s);
 }
 
+/* Open the backend (at construction): 0, or -1 with the stdlib's error. */
+int sel_open_backend(sel_object *s);
 /* Release what close() left to a select() or an interest change that was
  * running without the GIL, once none is. */
 void sel_finish_close(sel_object *s);
+/* The ticket lock of kernel calls, in a new object or a forked child. */
+void sel_ctl_init(sel_object *s);
+/* Re-add every key to a fresh backend (a forked child). */
+void sel_readd_all(sel_object *s);
+
+/* CTL_SET: make the kernel hold `events` for fd whatever it held before,
+ * as one call in ticket order (two calls could let another thread's change
+ * of fd in between). */
+typedef enum { CTL_ADD, CTL_MODIFY, CTL_REMOVE, CTL_SET } sel_ctl_op;
+
+/* One kernel interest change, in ticket order: 0, or -1 with errno
+ * (EBADF once closed or forked). */
+int sel_kernel_ctl(sel_object *s, sel_ctl_op op, int fd, int old,
+                   int events, uint64_t token);
 
 /* ---- register / unregister / modify (sel_ctl.c) ------------------------- */
 
@@ -313,10 +338,6 @@ PyObject *sel_register(sel_object *s, PyObject *const *args,
                        Py_ssize_t nargs, PyObject *kwnames);
 PyObject *sel_unregister(sel_object *s, PyObject *const *args,
                          Py_ssize_t nargs, PyObject *kwnames);
-/* Re-add every key to a fresh backend (a forked child). */
-void sel_readd_all(sel_object *s);
-/* The ticket lock of kernel calls, in a new object or a forked child. */
-void sel_ctl_init(sel_object *s);
 
 /* ---- select (sel_wait.c, sel_timeout.c) --------------------------------- */
 
