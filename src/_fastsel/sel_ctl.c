@@ -409,19 +409,14 @@ modify_base(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
             return sel_do_register(s, fileobj, events, data);
         }
         /* self.unregister() / self.register(): overrides run */
-        PyObject *name = PyUnicode_FromString("unregister");
-        PyObject *k = name ? PyObject_CallMethodObjArgs(
-            (PyObject *)s, name, fileobj, NULL) : NULL;
-        Py_XDECREF(name);
+        PyObject *k = PyObject_CallMethod((PyObject *)s, "unregister", "(O)",
+                                          fileobj);
         if (k == NULL) {
             return NULL;
         }
         Py_DECREF(k);
-        name = PyUnicode_FromString("register");
-        PyObject *result = name ? PyObject_CallMethodObjArgs(
-            (PyObject *)s, name, fileobj, events, data, NULL) : NULL;
-        Py_XDECREF(name);
-        return result;
+        return PyObject_CallMethod((PyObject *)s, "register", "(OOO)",
+                                   fileobj, events, data);
     }
     sel_ctl_rec rec;
     ctl_enter(s, &rec, (int)cfd);

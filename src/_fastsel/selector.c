@@ -101,14 +101,8 @@ sel_exit(sel_object *s, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)args;
     (void)nargs;
-    PyObject *name = PyUnicode_FromString("close");
-    if (name == NULL) {
-        return NULL;
-    }
     /* self.close(): a subclass may extend it */
-    PyObject *r = PyObject_CallMethodNoArgs((PyObject *)s, name);
-    Py_DECREF(name);
-    return r;
+    return PyObject_CallMethod((PyObject *)s, "close", NULL);
 }
 
 /* ---- construction and GC ------------------------------------------------ */
