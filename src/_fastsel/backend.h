@@ -1,12 +1,10 @@
 /* backend.h - the one internal interface between the selector classes and
  * the kernel's readiness mechanisms.
  *
- * Layout: each backend is one file holding one fs_backend_ops table and
- * nothing else: be_epoll.c (Linux), be_kqueue.c (BSD/macOS, or libkqueue),
- * be_poll_select.c (poll and select over one fd table, fdtab.h/fdtab.c).
- * The select-module objects are separate files that do not use this
- * interface: select.c, poll.c, epoll.c, kqueue.c + kevent.c.  The selector
- * files (sel_*.c) only ever talk to a backend through its table.
+ * Backends: be_epoll.c (Linux), be_kqueue.c (BSD/macOS, or libkqueue),
+ * be_poll_select.c (poll and select over one fdtab.h table).  The selector
+ * files (sel_*.c) reach a backend only through its table; the select module's
+ * objects (select.c, poll.c, epoll.c, kqueue.c, kevent.c) do not use it.
  *
  * Contract:
  *  - Events are in selectors terms: FS_READ == EVENT_READ and FS_WRITE ==
@@ -31,8 +29,8 @@
  *  - `token` is the selector's `fd | (uint64_t)tag << 32` (tag: its
  *    generation of the registration, so that stale events can be
  *    recognised).  It is stored at add/modify time and handed back with
- *    each event; a backend whose kernel hands back the fd (kqueue's ident)
- *    may keep the tag alone and rebuild the token.
+ *    each event; a backend may rely on its low 32 bits being the fd (kqueue
+ *    keeps the tag alone and rebuilds the token from the ident).
  *  - wait() maps kernel events to FS_READ/FS_WRITE as the stdlib's selector
  *    for that mechanism does (e.g. EPOLLERR/EPOLLHUP report both); the caller
  *    masks with the key's events.  One fs_event per kernel event: kqueue
@@ -41,11 +39,9 @@
  *  - wait() does not retry EINTR; the caller does (PEP 475) because it must
  *    run signal handlers with the GIL.
  *
- * A selector whose _selector_cls is not fastsel's own mechanism (a subclass
- * or a mock overriding it) has no ops table: it drives the object that
- * _selector_cls() made through its Python methods, via fastsel._selectors'
- * drivers, because that object's errors are Python exceptions and its calls
- * must be the stdlib's (sel_driver.c, "a replaced _selector_cls").
+ * A replaced _selector_cls (a subclass or mock) gets no ops table: the
+ * selector hands its calls to a delegate that runs the stdlib's class over
+ * the replacement's object (sel_driver.c).
  */
 #ifndef FASTSEL_BACKEND_H
 #define FASTSEL_BACKEND_H

@@ -60,6 +60,7 @@ to_epoll(int events)
            | ((events & FS_WRITE) ? EPOLLOUT : 0);
 }
 
+/* EPOLL_CTL_DEL gets a zeroed event too: pre-2.6.9 kernels want one. */
 static int
 epb_ctl(fs_backend *b, int op, int fd, int events, uint64_t token)
 {
@@ -87,10 +88,7 @@ static int
 epb_remove(fs_backend *b, int fd, int old_events)
 {
     (void)old_events;
-    /* A non-NULL event keeps pre-2.6.9 kernels happy. */
-    struct epoll_event ev = {0};
-    FS_DEBUG_SYSCALL(FS_SYS_EPOLL_CTL);
-    return epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, &ev);
+    return epb_ctl(b, EPOLL_CTL_DEL, fd, 0, 0);
 }
 
 static int

@@ -24,7 +24,7 @@ struct fs_backend {
     int kqfd;
     unsigned long fork_gen;
     int cap;                    /* capacity of buf, in events */
-    struct kevent *buf;         /* wait()'s kernel events, kept between waits */
+    struct kevent *buf;         /* wait()'s events, kept between waits */
 };
 
 static inline int
@@ -76,7 +76,8 @@ kqb_free(fs_backend *b)
 static int
 kqb_fileno(fs_backend *b)
 {
-    return (b->kqfd >= 0 && b->fork_gen == fs_fork_generation()) ? b->kqfd : -1;
+    int ours = b->kqfd >= 0 && b->fork_gen == fs_fork_generation();
+    return ours ? b->kqfd : -1;
 }
 
 #define KQB_MAX_CHANGES 2          /* both filters of one fd */
@@ -114,48 +115,59 @@ kqb_apply(fs_backend *b, struct kevent *ch, int n, int *err)
     return 0;
 }
 
+/* Fill ch with one change (flags) per filter in events, READ before WRITE
+ * (KqueueSelector registers, and fails, in that order); returns how many. */
+static int
+kqb_changes(struct kevent *ch, int fd, int events, int flags, void *udata)
+{
+    int n = 0;
+    if (events & FS_READ) {
+        EV_SET(&ch[n], (uintptr_t)fd, EVFILT_READ, flags, 0, 0, udata);
+        n++;
+    }
+    if (events & FS_WRITE) {
+        EV_SET(&ch[n], (uintptr_t)fd, EVFILT_WRITE, flags, 0, 0, udata);
+        n++;
+    }
+    return n;
+}
+
 /* Best effort: drop both filters of fd (after a half-failed add). */
 static void
 kqb_forget(fs_backend *b, int fd)
 {
-    struct kevent ch[2];
-    int err[2];
-    EV_SET(&ch[0], (uintptr_t)fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
-    EV_SET(&ch[1], (uintptr_t)fd, EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
+    struct kevent ch[KQB_MAX_CHANGES];
+    int err[KQB_MAX_CHANGES];
+    int n = kqb_changes(ch, fd, FS_READ | FS_WRITE, EV_DELETE, NULL);
     int saved = errno;
-    (void)kqb_apply(b, ch, 2, err);
+    (void)kqb_apply(b, ch, n, err);
     errno = saved;
 }
 
+/* EV_ADD or EV_DELETE fd's filters in events (deleting none makes no call):
+ * 0, or -1 with the errno of the first change that failed. */
 static int
-kqb_add(fs_backend *b, int fd, int events, uint64_t token)
+kqb_ctl(fs_backend *b, int fd, int events, int flags, void *udata)
 {
-    struct kevent ch[2];
-    int err[2], n = 0;
+    struct kevent ch[KQB_MAX_CHANGES];
+    int err[KQB_MAX_CHANGES];
+    int n = kqb_changes(ch, fd, events, flags, udata);
     if (!kqb_live(b)) {
         return -1;
     }
-    /* READ before WRITE: KqueueSelector registers (and fails) in that order */
-    if (events & FS_READ) {
-        EV_SET(&ch[n], (uintptr_t)fd, EVFILT_READ, EV_ADD, 0, 0,
-               KQB_UDATA(token));
-        n++;
-    }
-    if (events & FS_WRITE) {
-        EV_SET(&ch[n], (uintptr_t)fd, EVFILT_WRITE, EV_ADD, 0, 0,
-               KQB_UDATA(token));
-        n++;
+    if (n == 0 && flags == EV_DELETE) {
+        return 0;
     }
     if (kqb_apply(b, ch, n, err) < 0) {
         return -1;
     }
     for (int i = 0; i < n; i++) {
         if (err[i] != 0) {
-            /* roll back the other filter if it did get added (the READ
-             * change can fail where the WRITE one succeeds: libkqueue
-             * refuses an EV_ADD over a filter it has) */
+            /* roll back the other filter of an add if it did get added
+             * (the READ change can fail where the WRITE one succeeds:
+             * libkqueue refuses an EV_ADD over a filter it has) */
             errno = err[i];
-            if (n == 2 && err[1 - i] == 0) {
+            if (flags == EV_ADD && n == 2 && err[1 - i] == 0) {
                 kqb_forget(b, fd);
             }
             return -1;
@@ -165,52 +177,15 @@ kqb_add(fs_backend *b, int fd, int events, uint64_t token)
 }
 
 static int
-kqb_remove(fs_backend *b, int fd, int old_events)
+kqb_add(fs_backend *b, int fd, int events, uint64_t token)
 {
-    struct kevent ch[2];
-    int err[2], n = 0;
-    if (!kqb_live(b)) {
-        return -1;
-    }
-    if (old_events & FS_READ) {
-        EV_SET(&ch[n], (uintptr_t)fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
-        n++;
-    }
-    if (old_events & FS_WRITE) {
-        EV_SET(&ch[n], (uintptr_t)fd, EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
-        n++;
-    }
-    if (n == 0) {
-        return 0;
-    }
-    if (kqb_apply(b, ch, n, err) < 0) {
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        if (err[i] != 0) {
-            errno = err[i];
-            return -1;
-        }
-    }
-    return 0;
+    return kqb_ctl(b, fd, events, EV_ADD, KQB_UDATA(token));
 }
 
-/* Room for max kernel events in buf.  0 or -1/FS_ENOMEM. */
 static int
-kqb_reserve(fs_backend *b, int max)
+kqb_remove(fs_backend *b, int fd, int old_events)
 {
-    if (max <= b->cap) {
-        return 0;
-    }
-    struct kevent *buf = PyMem_RawMalloc((size_t)max * sizeof(*buf));
-    if (buf == NULL) {
-        errno = FS_ENOMEM;
-        return -1;
-    }
-    PyMem_RawFree(b->buf);
-    b->buf = buf;
-    b->cap = max;
-    return 0;
+    return kqb_ctl(b, fd, old_events, EV_DELETE, NULL);
 }
 
 #ifdef LIBKQUEUE
@@ -247,8 +222,18 @@ kqb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
         errno = EINVAL;
         return -1;
     }
-    if (!kqb_live(b) || kqb_reserve(b, max) < 0) {
+    if (!kqb_live(b)) {
         return -1;
+    }
+    if (max > b->cap) {
+        struct kevent *buf = PyMem_RawMalloc((size_t)max * sizeof(*buf));
+        if (buf == NULL) {
+            errno = FS_ENOMEM;
+            return -1;
+        }
+        PyMem_RawFree(b->buf);
+        b->buf = buf;
+        b->cap = max;
     }
     FS_DEBUG_SYSCALL(FS_SYS_KEVENT);
     int n = kevent(b->kqfd, NULL, 0, b->buf, max,

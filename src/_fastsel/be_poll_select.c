@@ -1,12 +1,8 @@
 /* be_poll_select.c - the poll(2) and select(2) backends (backend.h) over one
- * fd table: registrations changed with the GIL held, each wait() on the
- * snapshot taken before it.
- *
- * The selector calls add/modify/remove with the GIL held, possibly while
- * another thread sits in wait() without it.  wait() only reads the snapshot,
- * which snapshot() takes with the GIL held right before the wait (as
- * CPython's poll object updates its array): the memory the kernel writes to
- * is never resized or freed under it, and no lock is needed.
+ * fd table.  add/modify/remove change the table with the GIL held; wait()
+ * reads only the snapshot that snapshot() took with the GIL right before it
+ * (as CPython's poll object updates its array), so the memory the kernel
+ * writes to is never resized or freed under it and no lock is needed.
  */
 #include "fastsel.h"
 #include "backend.h"
@@ -176,21 +172,15 @@ pollb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
     int k = 0;
     for (int i = 0; i < b->wlen && k < n && k < max; i++) {
         short rev = b->wfd[i].revents;
-        if (rev == 0) {
-            continue;
-        }
         /* as the stdlib's PollSelector: anything but POLLIN counts as
          * writable, anything but POLLOUT as readable (ERR/HUP/NVAL: both) */
-        int ev = 0;
-        if (rev & ~POLLIN) {
-            ev |= FS_WRITE;
+        int ev = ((rev & ~POLLIN) ? FS_WRITE : 0)
+                 | ((rev & ~POLLOUT) ? FS_READ : 0);
+        if (ev) {
+            out[k].token = b->wtok[i];
+            out[k].events = ev;
+            k++;
         }
-        if (rev & ~POLLOUT) {
-            ev |= FS_READ;
-        }
-        out[k].token = b->wtok[i];
-        out[k].events = ev;
-        k++;
     }
     return k;
 }
@@ -209,45 +199,17 @@ const fs_backend_ops fs_poll_backend = {
 
 /* ---- select(2) ---------------------------------------------------------- */
 
+/* qsort order of tokens: by fd, their low 32 bits (backend.h) */
 static int
-cmp_fd(const void *a, const void *b)
+cmp_token_fd(const void *a, const void *b)
 {
-    int x = ((const struct pollfd *)a)->fd, y = ((const struct pollfd *)b)->fd;
+    uint32_t x = (uint32_t)*(const uint64_t *)a;
+    uint32_t y = (uint32_t)*(const uint64_t *)b;
     return (x > y) - (x < y);
 }
 
-/* Sort the snapshot by fd (results come out in fd order), tokens with
- * their fds.  0 or -1/FS_ENOMEM. */
-static int
-sort_snapshot(fs_backend *b)
-{
-    int n = b->wlen;
-    if (n <= 1) {
-        return 0;
-    }
-    struct pair {
-        struct pollfd p;
-        uint64_t tok;
-    } *tmp = PyMem_RawMalloc((size_t)n * sizeof(*tmp));
-    if (tmp == NULL) {
-        errno = FS_ENOMEM;
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        tmp[i].p = b->wfd[i];
-        tmp[i].tok = b->wtok[i];
-    }
-    qsort(tmp, (size_t)n, sizeof(*tmp), cmp_fd);
-    for (int i = 0; i < n; i++) {
-        b->wfd[i] = tmp[i].p;
-        b->wtok[i] = tmp[i].tok;
-    }
-    PyMem_RawFree(tmp);
-    return 0;
-}
-
-/* The snapshot sorted by fd with its interest bitmaps; on failure it stays
- * dirty. */
+/* The snapshot's interest bitmaps, and its tokens sorted by fd: results
+ * come out in fd order.  On failure the snapshot stays dirty. */
 static int
 selectb_snapshot(fs_backend *b)
 {
@@ -257,18 +219,15 @@ selectb_snapshot(fs_backend *b)
     if (copy_snapshot(b) < 0) {
         return -1;
     }
-    int n = b->wlen, maxfd = -1;
-    if (sort_snapshot(b) < 0) {
+    int n = b->wlen;
+    if (n > 1) {
+        qsort(b->wtok, (size_t)n, sizeof(*b->wtok), cmp_token_fd);
+    }
+    int maxfd = n > 0 ? (int)(uint32_t)b->wtok[n - 1] : -1;
+    if (maxfd >= FD_SETSIZE && !fs_fd_is_open(maxfd)) {
+        /* as select.select(): select(2) would silently ignore it */
         b->dirty = 1;
         return -1;
-    }
-    if (n > 0) {
-        maxfd = b->wfd[n - 1].fd;
-        if (maxfd >= FD_SETSIZE && !fs_fd_is_open(maxfd)) {
-            /* as select.select(): select(2) would silently ignore it */
-            b->dirty = 1;
-            return -1;
-        }
     }
     size_t nwords = maxfd < 0 ? 0 : (size_t)maxfd / FS_LONG_BITS + 1;
     /* room for the interest sets and the two working copies */
@@ -315,7 +274,7 @@ selectb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
     }
     int k = 0;
     for (int i = 0; i < b->wlen && k < max; i++) {
-        int fd = b->wfd[i].fd;
+        int fd = (int)(uint32_t)b->wtok[i];
         int ev = (fs_bit_isset(r, fd) ? FS_READ : 0)
                  | (fs_bit_isset(w, fd) ? FS_WRITE : 0);
         if (ev) {

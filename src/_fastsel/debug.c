@@ -268,20 +268,21 @@ debug_backend_result(int rc)
     Py_RETURN_NONE;
 }
 
-/* The selector's token for fd and a tag (backend.h): fd | tag << 32. */
+/* An "O&" converter: a 32-bit tag as the high half of the selector's token
+ * fd | tag << 32 (backend.h); the caller ors in the fd. */
 static int
-debug_token(PyObject *obj, int fd, uint64_t *out)
+debug_tag(PyObject *obj, void *out)
 {
     unsigned long long v = PyLong_AsUnsignedLongLong(obj);
     if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-        return -1;
+        return 0;
     }
     if (v > UINT32_MAX) {
         PyErr_SetString(PyExc_OverflowError, "a tag is 32 bits");
-        return -1;
+        return 0;
     }
-    *out = (uint64_t)(uint32_t)fd | (uint64_t)v << 32;
-    return 0;
+    *(uint64_t *)out = (uint64_t)v << 32;
+    return 1;
 }
 
 static PyObject *
@@ -289,14 +290,13 @@ debug_backend_add(PyObject *op, PyObject *args)
 {
     debug_backend *self = (debug_backend *)op;
     int fd, events;
-    PyObject *tok;
-    uint64_t token;
-    if (!PyArg_ParseTuple(args, "iiO:add", &fd, &events, &tok)
-        || debug_token(tok, fd, &token) < 0
+    uint64_t tag;
+    if (!PyArg_ParseTuple(args, "iiO&:add", &fd, &events, debug_tag, &tag)
         || debug_backend_get(self) == NULL) {
         return NULL;
     }
-    return debug_backend_result(self->ops->add(self->b, fd, events, token));
+    return debug_backend_result(
+        self->ops->add(self->b, fd, events, tag | (uint32_t)fd));
 }
 
 static PyObject *
@@ -304,11 +304,9 @@ debug_backend_modify(PyObject *op, PyObject *args)
 {
     debug_backend *self = (debug_backend *)op;
     int fd, old_events, events;
-    PyObject *tok;
-    uint64_t token;
-    if (!PyArg_ParseTuple(args, "iiiO:modify", &fd, &old_events, &events,
-                          &tok)
-        || debug_token(tok, fd, &token) < 0
+    uint64_t tag;
+    if (!PyArg_ParseTuple(args, "iiiO&:modify", &fd, &old_events, &events,
+                          debug_tag, &tag)
         || debug_backend_get(self) == NULL) {
         return NULL;
     }
@@ -318,8 +316,8 @@ debug_backend_modify(PyObject *op, PyObject *args)
                      "and adds", self->ops->name);
         return NULL;
     }
-    return debug_backend_result(
-        self->ops->modify(self->b, fd, old_events, events, token));
+    return debug_backend_result(self->ops->modify(self->b, fd, old_events,
+                                                  events, tag | (uint32_t)fd));
 }
 
 static PyObject *
@@ -377,8 +375,7 @@ debug_backend_wait(PyObject *op, PyObject *args, PyObject *kwargs)
     }
     fs_backend *b = self->b;
     if (self->ops->snapshot != NULL && self->ops->snapshot(b) < 0) {
-        fs_errno_error(errno);
-        return NULL;
+        return debug_backend_result(-1);
     }
     /* max == 0 reaches the backend (its EINVAL is tested) */
     fs_event *out = PyMem_New(fs_event, max > 0 ? max : 1);
@@ -392,14 +389,9 @@ debug_backend_wait(PyObject *op, PyObject *args, PyObject *kwargs)
     saved_errno = errno;
     Py_END_ALLOW_THREADS
     self->waits--;
-    PyObject *result;
-    if (n < 0) {
-        fs_errno_error(saved_errno);
-        result = NULL;
-    }
-    else {
-        result = debug_events_list(out, n);
-    }
+    errno = saved_errno;
+    PyObject *result = n < 0 ? debug_backend_result(n)
+                             : debug_events_list(out, n);
     PyMem_Free(out);
     return result;
 }

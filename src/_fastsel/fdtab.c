@@ -24,17 +24,33 @@ fdtab_free(fs_fdtab *t)
     fdtab_init(t, t->with_tokens);
 }
 
-/* A new all-empty hash with room for `need` live entries; the table is not
- * touched, so a failure leaves it consistent. */
-static int32_t *
-new_slots(int need, uint32_t *mask, int *shift)
+/* Enter ent[idx] into the hash at the first free slot (empty or a
+ * tombstone) of its probe sequence. */
+static void
+insert(fs_fdtab *t, int idx)
+{
+    uint32_t j = fdtab_hash(t, t->ent[idx].fd);
+    while (t->slots[j] >= 0) {
+        j = (j + 1) & t->mask;
+    }
+    if (t->slots[j] == FDTAB_EMPTY) {
+        t->used++;
+    }
+    t->slots[j] = idx;
+}
+
+/* A new hash with room for `need` live entries, indexing them after the
+ * holes were squeezed out when `squeeze`.  0, or -1/ENOMEM with the table
+ * unchanged (the hash is allocated before anything moves). */
+static int
+rehash(fs_fdtab *t, int need, int squeeze)
 {
     uint32_t n = 8;
     int bits = 3;
     while (n < (uint32_t)need * 2u + 2u) {
         if (bits >= 30) {
             errno = ENOMEM;
-            return NULL;
+            return -1;
         }
         n <<= 1;
         bits++;
@@ -42,63 +58,41 @@ new_slots(int need, uint32_t *mask, int *shift)
     int32_t *slots = PyMem_RawMalloc(n * sizeof(int32_t));
     if (slots == NULL) {
         errno = ENOMEM;
-        return NULL;
+        return -1;
     }
     memset(slots, 0xff, n * sizeof(int32_t));   /* all FDTAB_EMPTY */
-    *mask = n - 1;
-    *shift = 32 - bits;
-    return slots;
-}
-
-/* Install `slots` and index every live entry into it. */
-static void
-fill(fs_fdtab *t, int32_t *slots, uint32_t mask, int shift)
-{
+    if (squeeze) {
+        int j = 0;
+        for (int i = 0; i < t->len; i++) {
+            if (t->ent[i].fd >= 0) {
+                t->ent[j] = t->ent[i];
+                if (t->tok) {
+                    t->tok[j] = t->tok[i];
+                }
+                j++;
+            }
+        }
+        assert(j == t->len - t->holes);
+        t->len = j;
+        t->holes = 0;
+    }
     PyMem_RawFree(t->slots);
     t->slots = slots;
-    t->mask = mask;
-    t->shift = shift;
+    t->mask = n - 1;
+    t->shift = 32 - bits;
     t->used = 0;
     for (int i = 0; i < t->len; i++) {
-        if (t->ent[i].fd < 0) {
-            continue;
+        if (t->ent[i].fd >= 0) {
+            insert(t, i);
         }
-        uint32_t j = fdtab_hash(t, t->ent[i].fd);
-        while (slots[j] != FDTAB_EMPTY) {
-            j = (j + 1) & mask;
-        }
-        slots[j] = i;
-        t->used++;
     }
+    return 0;
 }
 
 int
 fdtab_compact(fs_fdtab *t)
 {
-    if (t->holes == 0) {
-        return 0;
-    }
-    uint32_t mask;
-    int shift;
-    int32_t *slots = new_slots(t->len - t->holes, &mask, &shift);
-    if (slots == NULL) {
-        return -1;
-    }
-    int j = 0;
-    for (int i = 0; i < t->len; i++) {
-        if (t->ent[i].fd >= 0) {
-            t->ent[j] = t->ent[i];
-            if (t->tok) {
-                t->tok[j] = t->tok[i];
-            }
-            j++;
-        }
-    }
-    assert(j == t->len - t->holes);
-    t->len = j;
-    t->holes = 0;
-    fill(t, slots, mask, shift);
-    return 0;
+    return t->holes == 0 ? 0 : rehash(t, t->len - t->holes, 1);
 }
 
 /* Room for one more entry at ent[len]; 0 or -1/ENOMEM, table unchanged. */
@@ -145,14 +139,9 @@ fdtab_add(fs_fdtab *t, int fd, short events, uint64_t token)
     if (reserve(t) < 0) {
         return -1;
     }
-    if (t->slots == NULL || (uint32_t)(t->used + 1) * 2u > t->mask + 1u) {
-        uint32_t mask;
-        int shift;
-        int32_t *slots = new_slots(t->len - t->holes + 1, &mask, &shift);
-        if (slots == NULL) {
-            return -1;
-        }
-        fill(t, slots, mask, shift);
+    if ((t->slots == NULL || (uint32_t)(t->used + 1) * 2u > t->mask + 1u)
+        && rehash(t, t->len - t->holes + 1, 0) < 0) {
+        return -1;
     }
     int idx = t->len;
     t->ent[idx].fd = fd;
@@ -162,14 +151,7 @@ fdtab_add(fs_fdtab *t, int fd, short events, uint64_t token)
         t->tok[idx] = token;
     }
     t->len++;
-    uint32_t j = fdtab_hash(t, fd);
-    while (t->slots[j] >= 0) {
-        j = (j + 1) & t->mask;
-    }
-    if (t->slots[j] == FDTAB_EMPTY) {
-        t->used++;
-    }
-    t->slots[j] = idx;
+    insert(t, idx);
     return idx;
 }
 
