@@ -33,12 +33,33 @@ fs_fileno(PyObject *obj)
     return PyObject_AsFileDescriptor(obj);
 }
 
-int
-fs_as_int(PyObject *obj, int *out)
+/* 3.9's int converters refuse floats with their own TypeError. */
+static int
+refuse_float(PyObject *obj)
 {
     if (fs_ver->int_refuses_float && PyFloat_Check(obj)) {
         PyErr_SetString(PyExc_TypeError,
                         "integer argument expected, got float");
+        return -1;
+    }
+    return 0;
+}
+
+/* A new reference to obj as an int: itself, or its __index__(). */
+static PyObject *
+index_of(PyObject *obj)
+{
+    if (PyLong_Check(obj)) {
+        Py_INCREF(obj);
+        return obj;
+    }
+    return PyNumber_Index(obj);
+}
+
+int
+fs_as_int(PyObject *obj, int *out)
+{
+    if (refuse_float(obj) < 0) {
         return -1;
     }
     int overflow;
@@ -81,9 +102,7 @@ fs_long_in_range(PyObject *v, long long min, unsigned long long max)
 int
 fs_as_uint_mask(PyObject *obj, unsigned int *out)
 {
-    if (fs_ver->int_refuses_float && PyFloat_Check(obj)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "integer argument expected, got float");
+    if (refuse_float(obj) < 0) {
         return -1;
     }
     if (!fs_ver->bitwise_warn) {
@@ -95,12 +114,9 @@ fs_as_uint_mask(PyObject *obj, unsigned int *out)
         return 0;
     }
     /* __index__ once, then the range check on its result */
-    PyObject *n = PyLong_Check(obj) ? obj : PyNumber_Index(obj);
+    PyObject *n = index_of(obj);
     if (n == NULL) {
         return -1;
-    }
-    if (n == obj) {
-        Py_INCREF(n);
     }
     int rc = 0;
     if (!fs_long_in_range(n, INT_MIN, UINT_MAX)
@@ -115,76 +131,47 @@ fs_as_uint_mask(PyObject *obj, unsigned int *out)
     return rc;
 }
 
-/* Up to 3.13: PyLong only, and unsigned long decides past LONG_MAX. */
-static int
-ushort_from_long(PyObject *obj, unsigned short *out)
+/* Up to 3.13 PyLong only, and unsigned long decides past LONG_MAX; 3.14+
+ * through __index__, with its own negative text. */
+int
+fs_as_ushort(PyObject *obj, unsigned short *out)
 {
-    if (!PyLong_Check(obj)) {
+    int by_index = fs_ver->ushort_rule == FS_USHORT_INDEX;
+    if (!by_index && !PyLong_Check(obj)) {
         PyErr_SetString(PyExc_TypeError, "an integer is required");
         return -1;
     }
-    int overflow;
-    long v = PyLong_AsLongAndOverflow(obj, &overflow);
-    if (v == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (overflow < 0 || (overflow == 0 && v < 0)) {
-        PyErr_SetString(PyExc_ValueError, "value must be positive");
-        return -1;
-    }
-    if (overflow > 0) {
-        unsigned long u = PyLong_AsUnsignedLong(obj);
-        if (u == (unsigned long)-1 && PyErr_Occurred()) {
-            return -1;
-        }
-        v = LONG_MAX;
-    }
-    if (v > USHRT_MAX) {
-        PyErr_SetString(PyExc_OverflowError,
-                        "Python int too large for C unsigned short");
-        return -1;
-    }
-    *out = (unsigned short)v;
-    return 0;
-}
-
-/* 3.14+: through __index__, one text per direction. */
-static int
-ushort_from_index(PyObject *obj, unsigned short *out)
-{
-    PyObject *n = PyLong_Check(obj) ? obj : PyNumber_Index(obj);
+    PyObject *n = index_of(obj);
     if (n == NULL) {
         return -1;
     }
-    if (n == obj) {
-        Py_INCREF(n);
-    }
-    int overflow;
+    int overflow, rc = -1;
     long v = PyLong_AsLongAndOverflow(n, &overflow);
-    Py_DECREF(n);
     if (v == -1 && PyErr_Occurred()) {
-        return -1;
+        goto done;
     }
     if (overflow < 0 || (overflow == 0 && v < 0)) {
-        PyErr_SetString(PyExc_ValueError, "Cannot convert negative int");
-        return -1;
+        PyErr_SetString(PyExc_ValueError, by_index
+                        ? "Cannot convert negative int"
+                        : "value must be positive");
+        goto done;
+    }
+    if (overflow > 0 && !by_index) {
+        unsigned long u = PyLong_AsUnsignedLong(n);
+        if (u == (unsigned long)-1 && PyErr_Occurred()) {
+            goto done;
+        }
     }
     if (overflow > 0 || v > USHRT_MAX) {
         PyErr_SetString(PyExc_OverflowError,
                         "Python int too large for C unsigned short");
-        return -1;
+        goto done;
     }
     *out = (unsigned short)v;
-    return 0;
-}
-
-int
-fs_as_ushort(PyObject *obj, unsigned short *out)
-{
-    if (fs_ver->ushort_rule == FS_USHORT_INDEX) {
-        return ushort_from_index(obj, out);
-    }
-    return ushort_from_long(obj, out);
+    rc = 0;
+done:
+    Py_DECREF(n);
+    return rc;
 }
 
 /* 3.13 adds "Did you mean ...?" to unknown keywords, choosing with CPython's
@@ -239,8 +226,8 @@ suggest_distance(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb)
     return row[nb];
 }
 
-const char *
-fs_suggest_keyword(const char *const *names, int n, PyObject *key)
+static const char *
+suggest_keyword(const char *const *names, int n, PyObject *key)
 {
     Py_ssize_t nkey;
     const char *k = PyUnicode_AsUTF8AndSize(key, &nkey);
@@ -268,96 +255,101 @@ fs_suggest_keyword(const char *const *names, int n, PyObject *key)
 
 /* ---- Argument Clinic binding (_PyArg_UnpackKeywords) ------------------- */
 
-/* Value passed for `name`, borrowed, or NULL.  Keywords come either as a
- * vectorcall kwnames tuple (values after the positionals in args) or as
- * tp_new's dict. */
+/* The next keyword (*key) and its value (*val) from a vectorcall kwnames
+ * tuple (values after the positionals, at kwvals) or from tp_new's dict;
+ * 0 at the end.  *pos starts at 0. */
+static int
+kw_next(PyObject *kwnames, PyObject *const *kwvals, PyObject *kwdict,
+        Py_ssize_t *pos, PyObject **key, PyObject **val)
+{
+    if (kwdict != NULL) {
+        return PyDict_Next(kwdict, pos, key, val);
+    }
+    if (*pos >= PyTuple_GET_SIZE(kwnames)) {
+        return 0;
+    }
+    *key = PyTuple_GET_ITEM(kwnames, *pos);
+    *val = kwvals[(*pos)++];
+    return 1;
+}
+
+/* Value passed for `name`, borrowed, or NULL.  Not PyDict_GetItemString:
+ * it allocates the key and swallows a MemoryError, which then reads as an
+ * unknown keyword. */
 static PyObject *
 kw_find(PyObject *kwnames, PyObject *const *kwvals, PyObject *kwdict,
         const char *name)
 {
-    if (kwdict != NULL) {
-        /* not PyDict_GetItemString: it allocates the key and swallows a
-         * MemoryError, which then reads as an unknown keyword */
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(kwdict, &pos, &k, &v)) {
-            if (PyUnicode_Check(k)
-                && PyUnicode_CompareWithASCIIString(k, name) == 0) {
-                return v;
-            }
-        }
-        return NULL;
-    }
-    Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (kw_next(kwnames, kwvals, kwdict, &pos, &k, &v)) {
         if (PyUnicode_Check(k)
             && PyUnicode_CompareWithASCIIString(k, name) == 0) {
-            return kwvals[i];
+            return v;
         }
     }
     return NULL;
 }
 
-static void
-kw_unexpected(const fs_clinic_sig *sig, PyObject *kwnames, PyObject *kwdict)
+/* The index of the str key in names[0..n), or n. */
+static int
+name_index(PyObject *key, const char *const *names, int n)
 {
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *key;
-    for (;;) {
-        if (kwdict != NULL) {
-            if (!PyDict_Next(kwdict, &pos, &key, NULL)) {
-                break;
-            }
-        }
-        else {
-            if (i >= PyTuple_GET_SIZE(kwnames)) {
-                break;
-            }
-            key = PyTuple_GET_ITEM(kwnames, i++);
-        }
-        int known = 0;
-        if (PyUnicode_Check(key)) {
-            for (int j = 0; j < sig->nparams; j++) {
-                if (PyUnicode_CompareWithASCIIString(key,
-                                                     sig->names[j]) == 0) {
-                    known = 1;
-                }
-            }
-        }
-        else if (fs_ver->kw_nonstr_error) {
+    int j = 0;
+    while (j < n && PyUnicode_CompareWithASCIIString(key, names[j]) != 0) {
+        j++;
+    }
+    return j;
+}
+
+/* "got an unexpected keyword argument", with 3.13's hint from names. */
+static void
+unexpected_keyword(const char *fname, PyObject *key,
+                   const char *const *names, int n)
+{
+    const char *hint = fs_ver->kw_suggest
+        ? suggest_keyword(names, n, key) : NULL;
+    if (hint != NULL) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() got an unexpected keyword argument '%S'."
+                     " Did you mean '%s'?", fname, key, hint);
+        return;
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "%s() got an unexpected keyword argument '%S'", fname, key);
+}
+
+static void
+kw_unexpected(const fs_clinic_sig *sig, PyObject *kwnames,
+              PyObject *const *kwvals, PyObject *kwdict)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *val;
+    while (kw_next(kwnames, kwvals, kwdict, &pos, &key, &val)) {
+        if (!PyUnicode_Check(key) && fs_ver->kw_nonstr_error) {
             PyErr_SetString(PyExc_TypeError, "keywords must be strings");
             return;
         }
-        if (!known) {
-            if (!fs_ver->kw_suggest) {
-                PyErr_Format(PyExc_TypeError,
-                             "'%S' is an invalid keyword argument for %s()",
-                             key, sig->fname);
-                return;
-            }
-            const char *hint = fs_suggest_keyword(sig->names, sig->nparams,
-                                                  key);
-            if (hint != NULL) {
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got an unexpected keyword argument '%S'."
-                             " Did you mean '%s'?", sig->fname, key, hint);
-            }
-            else {
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got an unexpected keyword argument '%S'",
-                             sig->fname, key);
-            }
-            return;
+        if (PyUnicode_Check(key)
+            && name_index(key, sig->names, sig->nparams) < sig->nparams) {
+            continue;
         }
+        if (fs_ver->kw_suggest) {
+            unexpected_keyword(sig->fname, key, sig->names, sig->nparams);
+        }
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "'%S' is an invalid keyword argument for %s()",
+                         key, sig->fname);
+        }
+        return;
     }
     PyErr_Format(PyExc_TypeError, "invalid keyword argument for %s()",
                  sig->fname);
 }
 
-/* Fill out[0..nparams) with borrowed values (NULL: not given).  Mirrors
- * _PyArg_UnpackKeywords: count check, then missing required parameters in
- * order, then name-and-position clashes, then unknown names. */
+/* In _PyArg_UnpackKeywords's order: count check, then missing required
+ * parameters, then name-and-position clashes, then unknown names. */
 int
 fs_parse_clinic(const fs_clinic_sig *sig, PyObject *const *args,
                 Py_ssize_t nargs, PyObject *kwnames, PyObject *kwdict,
@@ -413,7 +405,7 @@ fs_parse_clinic(const fs_clinic_sig *sig, PyObject *const *args,
                 return -1;
             }
         }
-        kw_unexpected(sig, kwnames, kwdict);
+        kw_unexpected(sig, kwnames, kwvals, kwdict);
         return -1;
     }
     return 0;
@@ -430,26 +422,17 @@ missing:
     return -1;
 }
 
-/* -- construction --------------------------------------------------------- */
-
 /* ---- Python-function binding (the stdlib selectors' methods) ---------- */
 
-/* Positional-or-keyword parameters `names` (nreq required), filled into out
- * as borrowed references (NULL when absent).  Errors read as CPython's for
- * the stdlib's Python method (qualified by its defining class since 3.10;
- * counts include self). */
 int
 fs_parse_pyfunc(const char *owner, const char *meth, const char *const *names,
                 int nreq, int nmax, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames, PyObject **out)
 {
     char fname[96];
-    if (fs_ver->qualified_names) {
-        PyOS_snprintf(fname, sizeof(fname), "%s.%s", owner, meth);
-    }
-    else {
-        PyOS_snprintf(fname, sizeof(fname), "%s", meth);
-    }
+    PyOS_snprintf(fname, sizeof(fname), "%s%s%s",
+                  fs_ver->qualified_names ? owner : "",
+                  fs_ver->qualified_names ? "." : "", meth);
     /* bound as CPython binds a Python function's arguments: positionals
      * into their parameters, then keywords (unknown or duplicate names fail
      * first), then the count of positionals, then missing parameters */
@@ -464,12 +447,7 @@ fs_parse_pyfunc(const char *owner, const char *meth, const char *const *names,
         Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
         for (Py_ssize_t k = 0; k < nkw; k++) {
             PyObject *name = PyTuple_GET_ITEM(kwnames, k);
-            int j;
-            for (j = 0; j < nmax; j++) {
-                if (PyUnicode_CompareWithASCIIString(name, names[j]) == 0) {
-                    break;
-                }
-            }
+            int j = name_index(name, names, nmax);
             if (j == nmax) {
                 /* the stdlib's methods are Python functions: `self` is a
                  * parameter too, already bound */
@@ -483,18 +461,7 @@ fs_parse_pyfunc(const char *owner, const char *meth, const char *const *names,
                 for (j = 0; j < nmax && j < FS_PYFUNC_MAX_PARAMS; j++) {
                     cands[1 + j] = names[j];
                 }
-                const char *hint = fs_ver->kw_suggest
-                    ? fs_suggest_keyword(cands, 1 + j, name) : NULL;
-                if (hint != NULL) {
-                    PyErr_Format(PyExc_TypeError,
-                                 "%s() got an unexpected keyword argument "
-                                 "'%S'. Did you mean '%s'?", fname, name,
-                                 hint);
-                    return -1;
-                }
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got an unexpected keyword argument '%S'",
-                             fname, name);
+                unexpected_keyword(fname, name, cands, 1 + j);
                 return -1;
             }
             if (out[j] != NULL) {

@@ -88,9 +88,4 @@ int fs_parse_pyfunc(const char *owner, const char *meth,
                     PyObject *const *args, Py_ssize_t nargs,
                     PyObject *kwnames, PyObject **out);
 
-/* The keyword CPython 3.13+ would suggest ("Did you mean ...?") for the
- * unknown keyword `key` among `names`, or NULL.  Never raises. */
-const char *fs_suggest_keyword(const char *const *names, int n,
-                               PyObject *key);
-
 #endif /* FASTSEL_ARGS_H */

@@ -53,7 +53,7 @@ int fs_add_object(PyObject *module, const char *name, PyObject *value);
  * err: MemoryError for FS_ENOMEM (backend.h), else OSError. */
 void fs_errno_error(int err);
 
-/* --- poll.c --------------------------------------------------------------- */
+/* --- poll.c ------------------------------------------------------------- */
 
 /* 1 where poll.poll() takes any PyTime_t timeout (3.15 with ppoll(): no
  * "timeout is too large" past a C int of milliseconds), else 0. */

@@ -1,4 +1,4 @@
-/* fork.c: registers the process-wide fork hook once and reports its failure. */
+/* fork.c: registers the process-wide fork hook once, reports its failure. */
 #include "fork.h"
 
 #include <errno.h>
@@ -24,10 +24,8 @@ after_fork_child(void)
 }
 
 int
-fs_fork_setup(PyObject *module, fs_state *st)
+fs_fork_setup(PyObject *Py_UNUSED(module), fs_state *Py_UNUSED(st))
 {
-    (void)module;
-    (void)st;
     long me = (long)getpid(), s;
     for (;;) {
         long expected = 0;

@@ -1,4 +1,4 @@
-/* fork.h: the one fork detector shared by every object that holds kernel state. */
+/* fork.h: the one fork detector of every object that holds kernel state. */
 #ifndef FASTSEL_FORK_H
 #define FASTSEL_FORK_H
 

@@ -1,4 +1,4 @@
-/* module.c - the fastsel._fastsel module: state, multi-phase init, shared constants. */
+/* module.c - the module: state, multi-phase init, shared constants. */
 #include "fastsel.h"
 #include "debug.h"
 #include "fork.h"
@@ -38,7 +38,7 @@ typedef int (*fs_setup_fn)(PyObject *, fs_state *);
 
 /* Each object file contributes its types, functions and constants here. */
 static const fs_setup_fn setup_hooks[] = {
-    fs_fork_setup,          /* first: every object with kernel state relies on it */
+    fs_fork_setup,          /* first: objects with kernel state rely on it */
     fs_select_setup,
     fs_poll_setup,
 #ifdef FS_HAVE_KQUEUE
@@ -88,10 +88,7 @@ fastsel_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->kqueue_type);
     Py_VISIT(st->kevent_type);
     Py_VISIT(st->epoll_type);
-    if (fs_selector_traverse(st, visit, arg)) {
-        return -1;
-    }
-    return 0;
+    return fs_selector_traverse(st, visit, arg) ? -1 : 0;
 }
 
 static int

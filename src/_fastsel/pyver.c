@@ -2,7 +2,8 @@
  * row per version (see pyver.h for what each column means). */
 #include "pyver.h"
 
-static const char PYTIME_OLD[] = "timestamp too large to convert to C _PyTime_t";
+static const char PYTIME_OLD[] =
+    "timestamp too large to convert to C _PyTime_t";
 static const char PYTIME_13[] = "timestamp too large to convert to C PyTime_t";
 static const char TIME_T[] = "timestamp out of range for platform time_t";
 static const char PYTIME_RANGE[] = "timestamp out of range for C PyTime_t";
@@ -51,16 +52,6 @@ static const fs_pyver rows[] = {
 const fs_pyver *fs_ver = &rows[0];
 static const char *float_overflow = PYTIME_OLD;
 
-static unsigned long
-running_version(void)
-{
-#if PY_VERSION_HEX >= 0x030B0000
-    return Py_Version;              /* the interpreter, not our headers */
-#else
-    return PY_VERSION_HEX;
-#endif
-}
-
 /* 3.11.3 (gh-97786, backported in February 2023) made the float path of
  * the PyTime conversions report time_t's text; 3.11.0-3.11.2 report the
  * PyTime_t one. */
@@ -73,7 +64,11 @@ float_overflow_311(unsigned long v)
 int
 fs_pyver_init(void)
 {
-    unsigned long v = running_version();
+#if PY_VERSION_HEX >= 0x030B0000
+    unsigned long v = Py_Version;   /* the interpreter, not our headers */
+#else
+    unsigned long v = PY_VERSION_HEX;
+#endif
     int major = (int)((v >> 24) & 0xff), minor = (int)((v >> 16) & 0xff);
     const fs_pyver *row = &rows[0];
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {

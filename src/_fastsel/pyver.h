@@ -32,20 +32,8 @@
 #  define FS_PY_HAVE_FORMAT_T 1
 #endif
 
-/* 3.10: Py_NewRef (used throughout). */
-#if PY_VERSION_HEX < 0x030A0000
-static inline PyObject *
-fs_py_newref(PyObject *o)
-{
-    Py_INCREF(o);
-    return o;
-}
-#  define Py_NewRef(o) fs_py_newref((PyObject *)(o))
-#endif
-
 /* 3.12: PyErr_GetRaisedException/SetRaisedException replace the
- * Fetch/Restore triple; older versions get them as shims here, so the
- * code uses the current API only. */
+ * Fetch/Restore triple; shims here, so the code uses the new API only. */
 #if PY_VERSION_HEX < 0x030C0000
 static inline PyObject *
 PyErr_GetRaisedException(void)
@@ -68,8 +56,9 @@ PyErr_SetRaisedException(PyObject *exc)
         PyErr_Clear();
         return;
     }
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
-                  PyException_GetTraceback(exc));
+    PyObject *type = (PyObject *)Py_TYPE(exc);
+    Py_INCREF(type);
+    PyErr_Restore(type, exc, PyException_GetTraceback(exc));
 }
 #endif
 
@@ -78,7 +67,6 @@ PyErr_SetRaisedException(PyObject *exc)
 #if PY_VERSION_HEX < 0x030C0000
 #  include <structmember.h>
 #  define Py_T_PYSSIZET T_PYSSIZET
-#  define Py_T_OBJECT_EX T_OBJECT_EX
 #  define Py_T_INT T_INT
 #  define Py_T_UINT T_UINT
 #  define Py_T_SHORT T_SHORT
@@ -90,8 +78,7 @@ PyErr_SetRaisedException(PyObject *exc)
 #  define Py_READONLY READONLY
 #endif
 
-/* 3.11: PyType_GetModuleByDef (the module of the first heap type in
- * type's MRO defined by def); 3.9 and 3.10 get it walked by hand here. */
+/* 3.11: PyType_GetModuleByDef; 3.9 and 3.10 walk the MRO by hand. */
 #if PY_VERSION_HEX < 0x030B0000
 static inline PyObject *
 PyType_GetModuleByDef(PyTypeObject *type, PyModuleDef *def)
@@ -116,24 +103,16 @@ PyType_GetModuleByDef(PyTypeObject *type, PyModuleDef *def)
 
 /* --- run time: one row per CPython version ------------------------------- */
 
-/* How a timeout object becomes a number. */
+/* How a timeout object becomes a number, and what a wrong type reads. */
 typedef enum {
-    /* int (or __index__) and float only; a wrong type is reported by each
-     * caller with its own text ("timeout must be a float or None", ...) */
-    FS_TIMEOUT_INT_OR_FLOAT,
-    /* 3.15: also anything with __float__; a wrong type is
-     * "timeout must be a real number or None, not <type>" everywhere */
-    FS_TIMEOUT_REAL,
+    FS_TIMEOUT_INT_OR_FLOAT,    /* int, __index__, float; each caller's */
+    FS_TIMEOUT_REAL,            /* 3.15: also __float__; "real number" */
 } fs_timeout_rule;
 
 /* The "unsigned short" converter of poll.register()/modify(). */
 typedef enum {
-    /* exact int subclasses only: "an integer is required",
-     * "value must be positive", unsigned long's overflow text past it */
-    FS_USHORT_LONG,
-    /* 3.14: __index__ accepted; "Cannot convert negative int",
-     * "Python int too large for C unsigned short" */
-    FS_USHORT_INDEX,
+    FS_USHORT_LONG,             /* ints only; "value must be positive" */
+    FS_USHORT_INDEX,            /* 3.14: __index__; "Cannot convert ..." */
 } fs_ushort_rule;
 
 typedef struct {

@@ -6,18 +6,6 @@
 #include <limits.h>
 #include <math.h>
 
-static PyObject *
-call_math_ceil(PyObject *x)
-{
-    PyObject *math = PyImport_ImportModule("math");
-    if (math == NULL) {
-        return NULL;
-    }
-    PyObject *r = PyObject_CallMethod(math, "ceil", "O", x);
-    Py_DECREF(math);
-    return r;
-}
-
 /* Epoll/Poll: `math.ceil(timeout * 1e3)` for a positive timeout, as a
  * Python int (slow, general path). */
 static PyObject *
@@ -32,27 +20,22 @@ ceil_ms_object(PyObject *timeout)
     if (m == NULL) {
         return NULL;
     }
-    PyObject *c = call_math_ceil(m);
+    PyObject *math = PyImport_ImportModule("math");
+    PyObject *c = math ? PyObject_CallMethod(math, "ceil", "O", m) : NULL;
+    Py_XDECREF(math);
     Py_DECREF(m);
     return c;
 }
 
 /* A TypeError from the time conversion of obj (what the poller got) gets
- * the poller's text: `legacy` before 3.15, the shared "real number" text
- * after.  Other errors pass unchanged. */
-static void
-timeout_type_error(PyObject *obj, const char *legacy)
-{
-    if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-        fs_timeout_type_error(obj, legacy);
-    }
-}
-
-/* select.select()'s conversion error, for the kind table */
+ * the poller's text (fs_timeout_type_error); other errors pass unchanged.
+ * This one is select.select()'s, for the kind table. */
 void
 sel_select_timeout_error(PyObject *timeout)
 {
-    timeout_type_error(timeout, "timeout must be a float or None");
+    if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+        fs_timeout_type_error(timeout, "timeout must be a float or None");
+    }
 }
 
 static int
@@ -61,6 +44,7 @@ too_large(void)
     PyErr_SetString(PyExc_OverflowError, "timeout is too large");
     return -1;
 }
+
 /* Epoll/Poll, any timeout object: 0 with *ns = 0 when `timeout <= 0`,
  * else 1 with *c = math.ceil(timeout * 1e3); -1 with an exception. */
 static int
@@ -91,7 +75,9 @@ poller_ms_result(PyObject *obj, int rc, int64_t n, fs_round_t round,
                  int int_ms, int64_t *ns)
 {
     if (rc < 0) {
-        timeout_type_error(obj, "timeout must be an integer or None");
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            fs_timeout_type_error(obj, "timeout must be an integer or None");
+        }
         return -1;
     }
     int64_t msv = fs_ns_divide(n, 1000000, round);
@@ -107,9 +93,7 @@ int
 sel_epoll_timeout(const sel_kind *Py_UNUSED(k), PyObject *timeout,
                   int64_t *ns)
 {
-    double secs;
-    int fast = PyFloat_CheckExact(timeout) || PyLong_CheckExact(timeout);
-    if (fast) {
+    if (PyFloat_CheckExact(timeout) || PyLong_CheckExact(timeout)) {
         double d;
         if (PyFloat_CheckExact(timeout)) {
             d = PyFloat_AS_DOUBLE(timeout);
@@ -141,7 +125,7 @@ sel_epoll_timeout(const sel_kind *Py_UNUSED(k), PyObject *timeout,
                             "cannot convert float NaN to integer");
             return -1;
         }
-        secs = ceil(ms) * 1e-3;
+        double secs = ceil(ms) * 1e-3;
         if (secs < 9e9) {
             /* _PyTime_FromSecondsObject + _PyTime_AsMilliseconds(CEILING) */
             volatile double t = secs * 1e9;
@@ -215,7 +199,6 @@ sel_poll_timeout(const sel_kind *Py_UNUSED(k), PyObject *timeout,
     return rc;
 }
 
-/* SelectSelector / KqueueSelector: max(timeout, 0) seconds */
 /* SelectSelector / KqueueSelector: max(timeout, 0) seconds */
 int
 sel_max0_timeout(const sel_kind *k, PyObject *timeout, int64_t *ns)

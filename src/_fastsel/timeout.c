@@ -12,18 +12,16 @@
 void
 fs_timeout_type_error(PyObject *obj, const char *legacy)
 {
-    if (fs_ver->timeout_rule == FS_TIMEOUT_REAL) {
+    /* only rows of 3.13+, whose headers know %T, have this rule */
 #ifdef FS_PY_HAVE_FORMAT_T
+    if (fs_ver->timeout_rule == FS_TIMEOUT_REAL) {
         PyErr_Format(PyExc_TypeError,
                      "timeout must be a real number or None, not %T", obj);
-#else
-        /* no row before 3.13 has this rule */
-        PyErr_Format(PyExc_TypeError,
-                     "timeout must be a real number or None, not %.200s",
-                     Py_TYPE(obj)->tp_name);
-#endif
         return;
     }
+#else
+    (void)obj;
+#endif
     PyErr_SetString(PyExc_TypeError, legacy);
 }
 
@@ -45,30 +43,15 @@ fs_kqueue_timeout_error(PyObject *obj)
                  dot != NULL ? dot + 1 : name);
 }
 
-static void
-time_overflow(void)
-{
-    PyErr_SetString(PyExc_OverflowError, fs_ver->time_int_overflow);
-}
-
-static void
-time_t_overflow(void)
-{
-    PyErr_SetString(PyExc_OverflowError, fs_pyver_float_overflow());
-}
-
 static double
 round_double(double x, fs_round_t round_mode)
 {
     /* volatile keeps x87 excess precision out of the comparison */
     volatile double d = x;
-    switch (round_mode) {
-    case FS_ROUND_CEILING:
+    if (round_mode == FS_ROUND_CEILING || d >= 0) {
         return ceil(d);
-    case FS_ROUND_UP:
-    default:
-        return d >= 0 ? ceil(d) : floor(d);
     }
+    return floor(d);                /* FS_ROUND_UP: away from zero */
 }
 
 static int
@@ -98,22 +81,20 @@ ns_from_object(PyObject *obj, fs_round_t round_mode, int64_t unit_to_ns,
         }
         d = round_double(d * (double)unit_to_ns, round_mode);
         if (!((double)INT64_MIN <= d && d < -(double)INT64_MIN)) {
-            time_t_overflow();
+            PyErr_SetString(PyExc_OverflowError, fs_pyver_float_overflow());
             return -1;
         }
         *ns = (int64_t)d;
         return 0;
     }
     long long v = PyLong_AsLongLong(obj);
-    if (v == -1 && PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            time_overflow();
-        }
+    int failed = v == -1 && PyErr_Occurred();
+    if (failed && !PyErr_ExceptionMatches(PyExc_OverflowError)) {
         return -1;
     }
-    if ((v > 0 && v > INT64_MAX / unit_to_ns)
+    if (failed || (v > 0 && v > INT64_MAX / unit_to_ns)
         || (v < 0 && v < INT64_MIN / unit_to_ns)) {
-        time_overflow();
+        PyErr_SetString(PyExc_OverflowError, fs_ver->time_int_overflow);
         return -1;
     }
     *ns = (int64_t)v * unit_to_ns;
@@ -132,8 +113,8 @@ fs_ns_from_ms_object(PyObject *obj, fs_round_t round_mode, int64_t *ns)
     return ns_from_object(obj, round_mode, 1000000, ns);
 }
 
-int64_t
-fs_monotonic_ns(void)
+static int64_t
+monotonic_ns(void)
 {
     struct timespec ts;
     /* CLOCK_MONOTONIC cannot fail with a valid pointer on POSIX systems */
@@ -141,12 +122,11 @@ fs_monotonic_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-
 int64_t
 fs_deadline(int64_t timeout_ns)
 {
     /* PyTime_t allows timeouts of centuries: saturate rather than wrap */
-    int64_t now = fs_monotonic_ns();
+    int64_t now = monotonic_ns();
     return timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
 }
 
@@ -171,7 +151,7 @@ fs_wait_retry_failed(fs_wait_fn fn, void *ctx, int64_t timeout_ns,
             return 0;
         }
         if (timeout_ns > 0) {
-            timeout_ns = deadline - fs_monotonic_ns();
+            timeout_ns = deadline - monotonic_ns();
             if (timeout_ns < 0) {
                 return 0;
             }

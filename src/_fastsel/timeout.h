@@ -10,8 +10,8 @@
 #include <errno.h>
 #include <stdint.h>
 
-/* Timeouts are carried as signed nanoseconds, as CPython's PyTime_t is.
- * The rounding modes of _PyTime_round_t that the select module uses. */
+/* Timeouts are signed nanoseconds, as PyTime_t; the rounding modes of
+ * _PyTime_round_t that the select module uses. */
 typedef enum {
     FS_ROUND_CEILING,
     FS_ROUND_UP,              /* away from zero: CPython's ROUND_TIMEOUT */
@@ -23,22 +23,19 @@ typedef enum {
 int fs_ns_from_seconds_object(PyObject *obj, fs_round_t round, int64_t *ns);
 /* Same for milliseconds (_PyTime_FromMillisecondsObject). */
 int fs_ns_from_ms_object(PyObject *obj, fs_round_t round, int64_t *ns);
-/* Divide nanoseconds by unit with the given rounding (as _PyTime_Divide).
- * Inline: every wait converts its timeout. */
+/* Divide nanoseconds by k with the given rounding (as _PyTime_Divide);
+ * truncates, then steps from the quotient, so nothing can overflow. */
 static inline int64_t
 fs_ns_divide(int64_t t, int64_t k, fs_round_t round_mode)
 {
-    /* Truncate, then step away from the truncated quotient when rounding
-     * asks for it; written so that no intermediate can overflow. */
     int64_t q = t / k, r = t % k;
     if (r == 0) {
         return q;
     }
-    if (round_mode == FS_ROUND_CEILING) {
-        return r > 0 ? q + 1 : q;
+    if (r > 0) {
+        return q + 1;
     }
-    /* FS_ROUND_UP: away from zero */
-    return r > 0 ? q + 1 : q - 1;
+    return round_mode == FS_ROUND_CEILING ? q : q - 1;
 }
 
 /* Replace a TypeError from fs_ns_from_*_object() with the running
@@ -50,9 +47,6 @@ void fs_timeout_type_error(PyObject *obj, const char *legacy);
  * conversion failure becomes "timeout argument must be a number or None,
  * got <name>"; 3.15 rewrites only a TypeError, as fs_timeout_type_error. */
 void fs_kqueue_timeout_error(PyObject *obj);
-
-/* CLOCK_MONOTONIC in nanoseconds. */
-int64_t fs_monotonic_ns(void);
 
 /* now + timeout_ns (timeout_ns >= 0), saturating at INT64_MAX. */
 int64_t fs_deadline(int64_t timeout_ns);
@@ -67,15 +61,14 @@ typedef int (*fs_wait_fn)(void *ctx, int64_t timeout_ns);
 #define FS_WAIT_ZERO_WITH_GIL 1
 
 /* One call of fn, without the GIL unless flags allow a zero timeout to
- * keep it; *err gets errno as fn left it. */
+ * keep it (handing the GIL over and back would cost more than a call that
+ * cannot block); *err gets errno as fn left it. */
 static inline int
 fs_wait_once(fs_wait_fn fn, void *ctx, int64_t timeout_ns, int flags,
              int *err)
 {
     int n;
     if (timeout_ns == 0 && (flags & FS_WAIT_ZERO_WITH_GIL)) {
-        /* cannot block: handing the GIL over and back would cost more
-         * than the call */
         n = fn(ctx, 0);
         *err = errno;
     }
