@@ -32,6 +32,17 @@
 #  define FS_PY_HAVE_FORMAT_T 1
 #endif
 
+/* 3.10: Py_NewRef. */
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *
+fs_py_newref(PyObject *o)
+{
+    Py_INCREF(o);
+    return o;
+}
+#  define Py_NewRef(o) fs_py_newref((PyObject *)(o))
+#endif
+
 /* 3.12: PyErr_GetRaisedException/SetRaisedException replace the
  * Fetch/Restore triple; shims here, so the code uses the new API only. */
 #if PY_VERSION_HEX < 0x030C0000
