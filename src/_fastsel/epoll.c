@@ -86,14 +86,10 @@ ep_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *a[2];
     int sizehint = -1, flags = 0;
-    if (fs_parse_clinic(&sig_new, &PyTuple_GET_ITEM(args, 0), PyTuple_GET_SIZE(args),
-                 NULL, kwargs, a) < 0) {
-        return NULL;
-    }
-    if (a[0] != NULL && fs_as_int(a[0], &sizehint) < 0) {
-        return NULL;
-    }
-    if (a[1] != NULL && fs_as_int(a[1], &flags) < 0) {
+    if (fs_parse_clinic(&sig_new, &PyTuple_GET_ITEM(args, 0),
+                        PyTuple_GET_SIZE(args), NULL, kwargs, a) < 0
+        || (a[0] != NULL && fs_as_int(a[0], &sizehint) < 0)
+        || (a[1] != NULL && fs_as_int(a[1], &flags) < 0)) {
         return NULL;
     }
     /* sizehint is only checked (epoll_create1 ignores it), as the stdlib */
@@ -128,7 +124,6 @@ ep_dealloc(ep_object *self)
     PyTypeObject *tp = Py_TYPE(self);
     if (self->epfd >= 0) {
         close(self->epfd);
-        self->epfd = -1;
     }
     PyMem_Free(self->buf);
     for (int i = 0; i < self->tc_len; i++) {
@@ -189,9 +184,7 @@ static PyObject *
 ep_exit(ep_object *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)args;
-    if (nargs > 3) {
-        PyErr_Format(PyExc_TypeError,
-                     "__exit__ expected at most 3 arguments, got %zd", nargs);
+    if (fs_check_positional("__exit__", nargs, 0, 3) < 0) {
         return NULL;
     }
     return ep_close(self, NULL);
@@ -199,16 +192,46 @@ ep_exit(ep_object *self, PyObject *const *args, Py_ssize_t nargs)
 
 /* -- interest list -------------------------------------------------------- */
 
+static const fs_clinic_sig sig_register =
+    {"register", 1, 2, {"fd", "eventmask"}};
+static const fs_clinic_sig sig_modify = {"modify", 2, 2, {"fd", "eventmask"}};
+static const fs_clinic_sig sig_unregister = {"unregister", 1, 1, {"fd", NULL}};
+static const fs_clinic_sig sig_poll = {"poll", 0, 2, {"timeout", "maxevents"}};
+
+/* register, modify and unregister: (fd[, eventmask]) bound and converted
+ * in the stdlib's order, then one epoll_ctl(). */
 static PyObject *
-ep_ctl(ep_object *self, int op, int fd, unsigned int events)
+ep_ctl(ep_object *self, const fs_clinic_sig *sig, int op,
+       PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
+    PyObject *a[2] = {NULL, NULL};
+    unsigned int mask = op == EPOLL_CTL_DEL ? 0
+                        : EPOLLIN | EPOLLPRI | EPOLLOUT;
     struct epoll_event ev;
     int rc;
+    if (kwnames == NULL && nargs == sig->nparams) {
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            a[i] = args[i];
+        }
+    }
+    else if (fs_parse_clinic(sig, args, nargs, kwnames, NULL, a) < 0) {
+        return NULL;
+    }
+    int fd = fs_fileno(a[0]);
+    if (fd < 0 || (a[1] != NULL && fs_as_uint_mask(a[1], &mask) < 0)) {
+        return NULL;
+    }
+#ifdef EP_TCACHE
+    /* an unregistered fd is likely to be closed next: let its tuple go */
+    if (op == EPOLL_CTL_DEL && fd < self->tc_len) {
+        Py_CLEAR(self->tc[fd].tuple);
+    }
+#endif
     int epfd = self->epfd;
     if (epfd < 0) {
         return ep_err_closed();
     }
-    ev.events = events;
+    ev.events = mask;
     ev.data.u64 = 0;
     ev.data.fd = fd;
     /* The GIL goes, as in CPython: ADD calls the file's poll hook, which for
@@ -223,72 +246,26 @@ ep_ctl(ep_object *self, int op, int fd, unsigned int events)
     Py_RETURN_NONE;
 }
 
-static const fs_clinic_sig sig_register = {"register", 1, 2, {"fd", "eventmask"}};
-static const fs_clinic_sig sig_modify = {"modify", 2, 2, {"fd", "eventmask"}};
-static const fs_clinic_sig sig_unregister = {"unregister", 1, 1, {"fd", NULL}};
-static const fs_clinic_sig sig_poll = {"poll", 0, 2, {"timeout", "maxevents"}};
-
-/* Shared by register and modify: (fd, eventmask) in the stdlib's order. */
-static PyObject *
-ep_ctl_call(ep_object *self, const fs_clinic_sig *sig, int op, PyObject *const *args,
-            Py_ssize_t nargs, PyObject *kwnames)
-{
-    PyObject *a[2];
-    unsigned int mask = EPOLLIN | EPOLLPRI | EPOLLOUT;
-    if (kwnames == NULL && nargs == 2) {
-        a[0] = args[0];
-        a[1] = args[1];
-    }
-    else if (fs_parse_clinic(sig, args, nargs, kwnames, NULL, a) < 0) {
-        return NULL;
-    }
-    int fd = fs_fileno(a[0]);
-    if (fd < 0) {
-        return NULL;
-    }
-    if (a[1] != NULL && fs_as_uint_mask(a[1], &mask) < 0) {
-        return NULL;
-    }
-    return ep_ctl(self, op, fd, mask);
-}
-
 static PyObject *
 ep_register(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
             PyObject *kwnames)
 {
-    return ep_ctl_call(self, &sig_register, EPOLL_CTL_ADD, args, nargs,
-                       kwnames);
+    return ep_ctl(self, &sig_register, EPOLL_CTL_ADD, args, nargs, kwnames);
 }
 
 static PyObject *
 ep_modify(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames)
 {
-    return ep_ctl_call(self, &sig_modify, EPOLL_CTL_MOD, args, nargs, kwnames);
+    return ep_ctl(self, &sig_modify, EPOLL_CTL_MOD, args, nargs, kwnames);
 }
 
 static PyObject *
 ep_unregister(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
               PyObject *kwnames)
 {
-    PyObject *a[1];
-    if (kwnames == NULL && nargs == 1) {
-        a[0] = args[0];
-    }
-    else if (fs_parse_clinic(&sig_unregister, args, nargs, kwnames, NULL, a) < 0) {
-        return NULL;
-    }
-    int fd = fs_fileno(a[0]);
-    if (fd < 0) {
-        return NULL;
-    }
-#ifdef EP_TCACHE
-    /* the fd is likely to be closed next: let its cached tuple go */
-    if (fd < self->tc_len) {
-        Py_CLEAR(self->tc[fd].tuple);
-    }
-#endif
-    return ep_ctl(self, EPOLL_CTL_DEL, fd, 0);
+    return ep_ctl(self, &sig_unregister, EPOLL_CTL_DEL, args, nargs,
+                  kwnames);
 }
 
 /* -- poll ----------------------------------------------------------------- */
@@ -297,18 +274,13 @@ static PyObject *
 ep_new_tuple(int fd, uint32_t mask)
 {
     PyObject *t = PyTuple_New(2);
-    if (t == NULL) {
-        return NULL;
+    PyObject *v = t != NULL ? PyLong_FromLong(fd) : NULL;
+    if (v != NULL) {
+        PyTuple_SET_ITEM(t, 0, v);
+        v = PyLong_FromUnsignedLong(mask);
     }
-    PyObject *v = PyLong_FromLong(fd);
     if (v == NULL) {
-        Py_DECREF(t);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(t, 0, v);
-    v = PyLong_FromUnsignedLong(mask);
-    if (v == NULL) {
-        Py_DECREF(t);
+        Py_XDECREF(t);
         return NULL;
     }
     PyTuple_SET_ITEM(t, 1, v);
@@ -354,43 +326,31 @@ ep_results(ep_object *self, const struct epoll_event *evs, int n)
         uint32_t mask = evs[i].events;
         PyObject *t;
 #ifdef EP_TCACHE
-        if ((unsigned int)fd < (unsigned int)self->tc_len
-            || (fd >= 0 && ep_tcache_cover(self, fd))) {
-            ep_cached *c = &self->tc[fd];
-            if (c->tuple != NULL && c->mask == mask) {
-                t = c->tuple;
-                Py_INCREF(t);
-            }
-            else {
-                t = ep_new_tuple(fd, mask);
-                if (t == NULL) {
-                    goto error;
-                }
-                /* The allocation may have run a GC finaliser that polled
-                 * this object and resized the cache: index it afresh. */
-                if ((unsigned int)fd < (unsigned int)self->tc_len) {
-                    Py_INCREF(t);
-                    Py_XSETREF(self->tc[fd].tuple, t);
-                    self->tc[fd].mask = mask;
-                }
-            }
+        int cached = (unsigned int)fd < (unsigned int)self->tc_len
+                     || (fd >= 0 && ep_tcache_cover(self, fd));
+        if (cached && self->tc[fd].tuple != NULL
+            && self->tc[fd].mask == mask) {
+            PyList_SET_ITEM(list, i, Py_NewRef(self->tc[fd].tuple));
+            continue;
         }
-        else
 #endif
-        {
-            t = ep_new_tuple(fd, mask);
-            if (t == NULL) {
-                goto error;
-            }
+        t = ep_new_tuple(fd, mask);
+        if (t == NULL) {
+            Py_DECREF(list);
+            return NULL;
         }
+#ifdef EP_TCACHE
+        /* The allocation may have run a GC finaliser that polled this
+         * object and resized the cache: index it afresh. */
+        if (cached && (unsigned int)fd < (unsigned int)self->tc_len) {
+            Py_XSETREF(self->tc[fd].tuple, Py_NewRef(t));
+            self->tc[fd].mask = mask;
+        }
+#endif
         PyList_SET_ITEM(list, i, t);
     }
     (void)self;
     return list;
-
-error:
-    Py_DECREF(list);
-    return NULL;
 }
 
 /* The timeout argument in ns, its milliseconds checked against a C int as
@@ -537,94 +497,63 @@ sizehint must be a positive integer or -1 for the default size; it is\n\
 checked but otherwise unused.  flags is ignored, but must be 0 or\n\
 EPOLL_CLOEXEC when given.  The descriptor is always close-on-exec.");
 
-PyDoc_STRVAR(ep_register_doc,
-"register($self, /, fd,\n\
-         eventmask=select.EPOLLIN | select.EPOLLPRI | select.EPOLLOUT)\n\
---\n\
-\n\
-Registers a new fd or raises an OSError if the fd is already registered.\n\
-\n\
-  fd\n\
-    the target file descriptor of the operation\n\
-  eventmask\n\
-    a bit set composed of the various EPOLL constants\n\
-\n\
-The epoll interface supports all file descriptors that support poll.");
-
-PyDoc_STRVAR(ep_modify_doc,
-"modify($self, /, fd, eventmask)\n\
---\n\
-\n\
-Modify event mask for a registered file descriptor.\n\
-\n\
-  fd\n\
-    the target file descriptor of the operation\n\
-  eventmask\n\
-    a bit set composed of the various EPOLL constants");
-
-PyDoc_STRVAR(ep_unregister_doc,
-"unregister($self, /, fd)\n\
---\n\
-\n\
-Remove a registered file descriptor from the epoll object.\n\
-\n\
-  fd\n\
-    the target file descriptor of the operation");
-
-PyDoc_STRVAR(ep_poll_doc,
-"poll($self, /, timeout=None, maxevents=-1)\n\
---\n\
-\n\
-Wait for events on the epoll file descriptor.\n\
-\n\
-  timeout\n\
-    the maximum time to wait in seconds (as float);\n\
-    a timeout of None or -1 makes poll wait indefinitely\n\
-  maxevents\n\
-    the maximum number of events returned; -1 means no limit\n\
-\n\
-Returns a list containing any descriptors that have events to report,\n\
-as a list of (fd, events) 2-tuples.");
-
-PyDoc_STRVAR(ep_fromfd_doc,
-"fromfd($type, fd, /)\n\
---\n\
-\n\
-Create an epoll object from a given control fd.");
-
-PyDoc_STRVAR(ep_close_doc,
-"close($self, /)\n\
---\n\
-\n\
-Close the epoll control file descriptor.\n\
-\n\
-Further operations on the epoll object will raise an exception.");
-
-PyDoc_STRVAR(ep_fileno_doc,
-"fileno($self, /)\n\
---\n\
-\n\
-Return the epoll control file descriptor.");
-
-PyDoc_STRVAR(ep_enter_doc, "__enter__($self, /)\n--\n\n");
-PyDoc_STRVAR(ep_exit_doc,
-"__exit__($self, exc_type=None, exc_value=None, exc_tb=None, /)\n--\n\n");
-
 static PyMethodDef ep_methods[] = {
-    {"close", (PyCFunction)ep_close, METH_NOARGS, ep_close_doc},
-    {"fileno", (PyCFunction)ep_fileno, METH_NOARGS, ep_fileno_doc},
+    {"close", (PyCFunction)ep_close, METH_NOARGS,
+     PyDoc_STR("close($self, /)\n--\n\n"
+               "Close the epoll control file descriptor.\n\n"
+               "Further operations on the epoll object will raise an "
+               "exception.")},
+    {"fileno", (PyCFunction)ep_fileno, METH_NOARGS,
+     PyDoc_STR("fileno($self, /)\n--\n\n"
+               "Return the epoll control file descriptor.")},
     {"modify", (PyCFunction)(void (*)(void))ep_modify,
-     METH_FASTCALL | METH_KEYWORDS, ep_modify_doc},
+     METH_FASTCALL | METH_KEYWORDS,
+     PyDoc_STR("modify($self, /, fd, eventmask)\n--\n\n"
+               "Modify event mask for a registered file descriptor.\n\n"
+               "  fd\n"
+               "    the target file descriptor of the operation\n"
+               "  eventmask\n"
+               "    a bit set composed of the various EPOLL constants")},
     {"register", (PyCFunction)(void (*)(void))ep_register,
-     METH_FASTCALL | METH_KEYWORDS, ep_register_doc},
+     METH_FASTCALL | METH_KEYWORDS,
+     PyDoc_STR("register($self, /, fd,\n"
+               "         eventmask=select.EPOLLIN | select.EPOLLPRI | "
+               "select.EPOLLOUT)\n--\n\n"
+               "Registers a new fd or raises an OSError if the fd is already "
+               "registered.\n\n"
+               "  fd\n"
+               "    the target file descriptor of the operation\n"
+               "  eventmask\n"
+               "    a bit set composed of the various EPOLL constants\n\n"
+               "The epoll interface supports all file descriptors that "
+               "support poll.")},
     {"unregister", (PyCFunction)(void (*)(void))ep_unregister,
-     METH_FASTCALL | METH_KEYWORDS, ep_unregister_doc},
+     METH_FASTCALL | METH_KEYWORDS,
+     PyDoc_STR("unregister($self, /, fd)\n--\n\n"
+               "Remove a registered file descriptor from the epoll object.\n\n"
+               "  fd\n"
+               "    the target file descriptor of the operation")},
     {"poll", (PyCFunction)(void (*)(void))ep_poll,
-     METH_FASTCALL | METH_KEYWORDS, ep_poll_doc},
-    {"fromfd", (PyCFunction)ep_fromfd, METH_O | METH_CLASS, ep_fromfd_doc},
-    {"__enter__", (PyCFunction)ep_enter, METH_NOARGS, ep_enter_doc},
+     METH_FASTCALL | METH_KEYWORDS,
+     PyDoc_STR("poll($self, /, timeout=None, maxevents=-1)\n--\n\n"
+               "Wait for events on the epoll file descriptor.\n\n"
+               "  timeout\n"
+               "    the maximum time to wait in seconds (as float);\n"
+               "    a timeout of None or -1 makes poll wait indefinitely\n"
+               "  maxevents\n"
+               "    the maximum number of events returned; -1 means no "
+               "limit\n\n"
+               "Returns a list containing any descriptors that have events "
+               "to report,\n"
+               "as a list of (fd, events) 2-tuples.")},
+    {"fromfd", (PyCFunction)ep_fromfd, METH_O | METH_CLASS,
+     PyDoc_STR("fromfd($type, fd, /)\n--\n\n"
+               "Create an epoll object from a given control fd.")},
+    {"__enter__", (PyCFunction)ep_enter, METH_NOARGS,
+     PyDoc_STR("__enter__($self, /)\n--\n\n")},
     {"__exit__", (PyCFunction)(void (*)(void))ep_exit, METH_FASTCALL,
-     ep_exit_doc},
+     PyDoc_STR("__exit__($self, exc_type=None, exc_value=None, "
+               "exc_tb=None, /)\n--\n\n")},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,8 +17,6 @@
 #  define KQ_T_INTPTRT      Py_T_LONGLONG
 #  define KQ_UINTPTRT_FMT   "K"
 #  define KQ_INTPTRT_FMT    "L"
-#  define KQ_INTPTRT_MIN    LLONG_MIN
-#  define KQ_INTPTRT_MAX    LLONG_MAX
 typedef unsigned long long kq_uintptr_arg;
 typedef long long kq_intptr_arg;
 #elif SIZEOF_UINTPTR_T == SIZEOF_LONG
@@ -26,8 +24,6 @@ typedef long long kq_intptr_arg;
 #  define KQ_T_INTPTRT      Py_T_LONG
 #  define KQ_UINTPTRT_FMT   "k"
 #  define KQ_INTPTRT_FMT    "l"
-#  define KQ_INTPTRT_MIN    LONG_MIN
-#  define KQ_INTPTRT_MAX    LONG_MAX
 typedef unsigned long kq_uintptr_arg;
 typedef long kq_intptr_arg;
 #elif SIZEOF_UINTPTR_T == SIZEOF_INT
@@ -35,8 +31,6 @@ typedef long kq_intptr_arg;
 #  define KQ_T_INTPTRT      Py_T_INT
 #  define KQ_UINTPTRT_FMT   "I"
 #  define KQ_INTPTRT_FMT    "i"
-#  define KQ_INTPTRT_MIN    INT_MIN
-#  define KQ_INTPTRT_MAX    INT_MAX
 typedef unsigned int kq_uintptr_arg;
 typedef int kq_intptr_arg;
 #else
@@ -76,14 +70,10 @@ typedef unsigned int kq_fflags_arg;
 #if defined(__NetBSD__) || defined(__OpenBSD__)
 #  define KQ_T_DATA         Py_T_LONGLONG     /* int64_t */
 #  define KQ_DATA_FMT       "L"
-#  define KQ_DATA_MIN       LLONG_MIN
-#  define KQ_DATA_MAX       LLONG_MAX
 typedef long long kq_data_arg;
 #else
 #  define KQ_T_DATA         KQ_T_INTPTRT
 #  define KQ_DATA_FMT       KQ_INTPTRT_FMT
-#  define KQ_DATA_MIN       KQ_INTPTRT_MIN
-#  define KQ_DATA_MAX       KQ_INTPTRT_MAX
 typedef kq_intptr_arg kq_data_arg;
 #endif
 
@@ -116,32 +106,29 @@ kevent_parse_fast(PyObject *args, kq_filter_arg *filter, kq_flags_arg *flags,
                   kq_uintptr_arg *udata)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *const *a = &PyTuple_GET_ITEM(args, 0);
     if (n < 1 || n > 6) {
         return 0;
     }
     for (Py_ssize_t i = 1; i < n; i++) {
-        if (!PyLong_CheckExact(PyTuple_GET_ITEM(args, i))) {
+        if (!PyLong_CheckExact(a[i])) {
             return 0;
         }
     }
-    if ((n > 2 && !KQ_BITWISE_FITS(PyTuple_GET_ITEM(args, 2), kq_flags_arg))
-        || (n > 3
-            && !KQ_BITWISE_FITS(PyTuple_GET_ITEM(args, 3), kq_fflags_arg))
-        || (n > 5
-            && !KQ_BITWISE_FITS(PyTuple_GET_ITEM(args, 5), kq_uintptr_arg))) {
+    if ((n > 2 && !KQ_BITWISE_FITS(a[2], kq_flags_arg))
+        || (n > 3 && !KQ_BITWISE_FITS(a[3], kq_fflags_arg))
+        || (n > 5 && !KQ_BITWISE_FITS(a[5], kq_uintptr_arg))) {
         return 0;
     }
     int overflow;
     if (n > 1) {
 #ifdef __NetBSD__
-        if (!KQ_BITWISE_FITS(PyTuple_GET_ITEM(args, 1), kq_filter_arg)) {
+        if (!KQ_BITWISE_FITS(a[1], kq_filter_arg)) {
             return 0;
         }
-        *filter = (kq_filter_arg)PyLong_AsUnsignedLongMask(
-            PyTuple_GET_ITEM(args, 1));
+        *filter = (kq_filter_arg)PyLong_AsUnsignedLongMask(a[1]);
 #else
-        long v = PyLong_AsLongAndOverflow(PyTuple_GET_ITEM(args, 1),
-                                          &overflow);
+        long v = PyLong_AsLongAndOverflow(a[1], &overflow);
         if (overflow || v < SHRT_MIN || v > SHRT_MAX) {
             return 0;       /* the slow path raises the version's error */
         }
@@ -149,25 +136,21 @@ kevent_parse_fast(PyObject *args, kq_filter_arg *filter, kq_flags_arg *flags,
 #endif
     }
     if (n > 2) {
-        *flags = (kq_flags_arg)PyLong_AsUnsignedLongMask(
-            PyTuple_GET_ITEM(args, 2));
+        *flags = (kq_flags_arg)PyLong_AsUnsignedLongMask(a[2]);
     }
     if (n > 3) {
-        *fflags = (kq_fflags_arg)PyLong_AsUnsignedLongMask(
-            PyTuple_GET_ITEM(args, 3));
+        *fflags = (kq_fflags_arg)PyLong_AsUnsignedLongMask(a[3]);
     }
     if (n > 4) {
-        long long v = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(args, 4),
-                                                   &overflow);
-        if (overflow || v < (long long)KQ_DATA_MIN
-            || v > (long long)KQ_DATA_MAX) {
+        long long v = PyLong_AsLongLongAndOverflow(a[4], &overflow);
+        /* out of range if it does not survive kq_data_arg */
+        if (overflow || (long long)(kq_data_arg)v != v) {
             return 0;
         }
         *data = (kq_data_arg)v;
     }
     if (n > 5) {
-        *udata = (kq_uintptr_arg)PyLong_AsUnsignedLongLongMask(
-            PyTuple_GET_ITEM(args, 5));
+        *udata = (kq_uintptr_arg)PyLong_AsUnsignedLongLongMask(a[5]);
     }
     return 1;
 }

@@ -19,10 +19,8 @@ static inline int
 fs_kq_set_cloexec(int fd)
 {
     int flags = fcntl(fd, F_GETFD);
-    if (flags < 0) {
-        return -1;
-    }
-    if (!(flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) {
+    if (flags < 0 || (!(flags & FD_CLOEXEC)
+                      && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)) {
         return -1;
     }
     return 0;

@@ -59,35 +59,28 @@ kq_new_object(PyTypeObject *type, int fd)
     }
     self->st = st;
     self->fork_gen = fs_fork_generation();
+    self->fd = fd;
     if (fd == -1) {
         Py_BEGIN_ALLOW_THREADS
         fd = kqueue();
         Py_END_ALLOW_THREADS
-        if (fd < 0) {
-            self->fd = -1;
-            PyErr_SetFromErrno(PyExc_OSError);
-            Py_DECREF(self);
-            return NULL;
-        }
         self->fd = fd;
-        if (fs_kq_set_cloexec(fd) < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            Py_DECREF(self);
-            return NULL;
+        if (fd < 0 || fs_kq_set_cloexec(fd) < 0) {
+            goto error;
         }
     }
     else if (fd < 0) {
         /* CPython reports whatever errno holds here; be definite */
         self->fd = -1;
         errno = EBADF;
-        PyErr_SetFromErrno(PyExc_OSError);
-        Py_DECREF(self);
-        return NULL;
-    }
-    else {
-        self->fd = fd;
+        goto error;
     }
     return (PyObject *)self;
+
+error:
+    PyErr_SetFromErrno(PyExc_OSError);
+    Py_DECREF(self);
+    return NULL;
 }
 
 static PyObject *
@@ -288,14 +281,8 @@ kq_control(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     int64_t timeout;
     kq_call c;
 
-    if (nargs < 2 || nargs > 3) {
-        PyErr_Format(PyExc_TypeError,
-                     "control expected %s%d arguments, got %zd",
-                     nargs < 2 ? "at least " : "at most ", nargs < 2 ? 2 : 3,
-                     nargs);
-        return NULL;
-    }
-    if (fs_as_int(args[1], &c.maxevents) < 0) {
+    if (fs_check_positional("control", nargs, 2, 3) < 0
+        || fs_as_int(args[1], &c.maxevents) < 0) {
         return NULL;
     }
     c.fd = kq_fd(self);

@@ -27,26 +27,29 @@ typedef struct {
 
 /* --- the poll object ---------------------------------------------------- */
 
+/* register (modify == 0) and modify: the stdlib's checks in its order. */
 static PyObject *
-poll_register(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
-              PyObject *kwnames)
+poll_set(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
+         PyObject *kwnames, int modify)
 {
     unsigned short mask = POLLIN | POLLPRI | POLLOUT;
-    if (fs_no_kwargs(kwnames, "poll.register") < 0
-        || fs_check_positional("register", nargs, 1, 2) < 0) {
+    if (fs_no_kwargs(kwnames, modify ? "poll.modify" : "poll.register") < 0
+        || fs_check_positional(modify ? "modify" : "register", nargs,
+                               1 + modify, 2) < 0) {
         return NULL;
     }
     int fd = fs_fileno(args[0]);
-    if (fd < 0) {
-        return NULL;
-    }
-    if (nargs == 2 && fs_as_ushort(args[1], &mask) < 0) {
+    if (fd < 0 || (nargs == 2 && fs_as_ushort(args[1], &mask) < 0)) {
         return NULL;
     }
     int idx = fdtab_find(&self->tab, fd);
     if (idx >= 0) {
         /* like a dict store: the fd keeps its place */
         self->tab.ent[idx].events = (short)mask;
+    }
+    else if (modify) {
+        errno = ENOENT;
+        return PyErr_SetFromErrno(PyExc_OSError);
     }
     else {
         PyObject *key;
@@ -57,7 +60,8 @@ poll_register(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
         else if ((key = PyLong_FromLong(fd)) == NULL) {
             return NULL;
         }
-        if (fdtab_add(&self->tab, fd, (short)mask, (uint64_t)(uintptr_t)key) < 0) {
+        if (fdtab_add(&self->tab, fd, (short)mask,
+                      (uint64_t)(uintptr_t)key) < 0) {
             Py_DECREF(key);
             return PyErr_NoMemory();
         }
@@ -67,26 +71,17 @@ poll_register(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
 }
 
 static PyObject *
+poll_register(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    return poll_set(self, args, nargs, kwnames, 0);
+}
+
+static PyObject *
 poll_modify(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
             PyObject *kwnames)
 {
-    unsigned short mask;
-    if (fs_no_kwargs(kwnames, "poll.modify") < 0
-        || fs_check_positional("modify", nargs, 2, 2) < 0) {
-        return NULL;
-    }
-    int fd = fs_fileno(args[0]);
-    if (fd < 0 || fs_as_ushort(args[1], &mask) < 0) {
-        return NULL;
-    }
-    int idx = fdtab_find(&self->tab, fd);
-    if (idx < 0) {
-        errno = ENOENT;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    self->tab.ent[idx].events = (short)mask;
-    self->dirty = 1;
-    Py_RETURN_NONE;
+    return poll_set(self, args, nargs, kwnames, 1);
 }
 
 static PyObject *
@@ -109,15 +104,11 @@ poll_unregister(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
     }
     int idx = fdtab_find(&self->tab, fd);
     if (idx < 0) {
-        PyObject *key = PyLong_FromLong(fd);
-        if (key != NULL) {
-            /* a 1-tuple, as dict's KeyError, so a tuple key is not unpacked */
-            PyObject *tup = PyTuple_Pack(1, key);
-            if (tup != NULL) {
-                PyErr_SetObject(PyExc_KeyError, tup);
-                Py_DECREF(tup);
-            }
-            Py_DECREF(key);
+        /* KeyError(fd), as dict's (its args a 1-tuple) */
+        PyObject *tup = Py_BuildValue("(i)", fd);
+        if (tup != NULL) {
+            PyErr_SetObject(PyExc_KeyError, tup);
+            Py_DECREF(tup);
         }
         return NULL;
     }
@@ -175,22 +166,8 @@ poll_sync(fs_poll *self)
 #if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) \
     || defined(__OpenBSD__) || defined(__DragonFly__)
 #  define FS_PPOLL_OK 1
-
-/* Wait up to timeout_ns (< 0: no limit).  No GIL. */
-static int
-poll_ns(struct pollfd *pfd, nfds_t nfd, int64_t timeout_ns)
-{
-    struct timespec ts, *tsp = NULL;
-    if (timeout_ns >= 0) {
-        ts.tv_sec = (time_t)(timeout_ns / 1000000000);
-        ts.tv_nsec = (long)(timeout_ns % 1000000000);
-        tsp = &ts;
-    }
-    return ppoll(pfd, nfd, tsp, NULL);
-}
 #else
 #  define FS_PPOLL_OK 0
-#  define poll_ns(pfd, nfd, timeout_ns) (errno = ENOSYS, -1)
 #endif
 
 int
@@ -203,7 +180,7 @@ fs_poll_timeout_unbounded(void)
 typedef struct {
     struct pollfd *pfd;
     nfds_t nfd;
-    int use_ppoll;
+    int use_ppoll;                  /* never set unless FS_PPOLL_OK */
 } poll_call;
 
 /* fs_wait_fn: one poll(2) (or ppoll) of the private copy.  No GIL. */
@@ -212,9 +189,14 @@ poll_once(void *ctx, int64_t timeout_ns)
 {
     poll_call *c = ctx;
     FS_DEBUG_SYSCALL(FS_SYS_POLL);
+#if FS_PPOLL_OK
     if (c->use_ppoll) {
-        return poll_ns(c->pfd, c->nfd, timeout_ns);
+        struct timespec ts;
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000);
+        return ppoll(c->pfd, c->nfd, timeout_ns < 0 ? NULL : &ts, NULL);
     }
+#endif
     /* checked to fit an int before the first call; never grows after */
     long long ms = timeout_ns < 0 ? -1
                    : fs_ns_divide(timeout_ns, 1000000, FS_ROUND_UP);
@@ -274,51 +256,37 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
 
-    struct pollfd *pfd = self->pfd;
-    nfds_t nfd = (nfds_t)self->plen;
-    c.pfd = pfd;
-    c.nfd = nfd;
+    c.pfd = self->pfd;
+    c.nfd = (nfds_t)self->plen;
     self->running = 1;
     int n = fs_wait_retry(poll_once, &c, timeout, 0, NULL);
-    if (n < 0) {
-        self->running = 0;
-        return NULL;
-    }
 
     /* Still marked running while the results are read: an allocation here
      * may run a finalizer (and so other threads) that polls again, and that
      * must not re-sync pfd/pobj under this loop. */
-    PyObject *result = PyList_New(n);
-    if (result == NULL) {
-        self->running = 0;
-        return NULL;
-    }
-    for (int i = 0, j = 0; j < n && i < (int)nfd; i++) {
-        if (pfd[i].revents == 0) {
+    PyObject *result = n < 0 ? NULL : PyList_New(n);
+    for (int i = 0, j = 0; result != NULL && j < n && i < (int)c.nfd; i++) {
+        if (c.pfd[i].revents == 0) {
             continue;
         }
         PyObject *tup = PyTuple_New(2);
         if (tup == NULL) {
-            goto error;
+            Py_CLEAR(result);
+            break;
         }
         PyList_SET_ITEM(result, j, tup);
         j++;
-        Py_INCREF(self->pobj[i]);
-        PyTuple_SET_ITEM(tup, 0, self->pobj[i]);
+        PyTuple_SET_ITEM(tup, 0, Py_NewRef(self->pobj[i]));
         /* & 0xffff: revents is a short (POLLNVAL is 0x8000 on AIX) */
-        PyObject *v = PyLong_FromLong(pfd[i].revents & 0xffff);
+        PyObject *v = PyLong_FromLong(c.pfd[i].revents & 0xffff);
         if (v == NULL) {
-            goto error;
+            Py_CLEAR(result);
+            break;
         }
         PyTuple_SET_ITEM(tup, 1, v);
     }
     self->running = 0;
     return result;
-
-error:
-    self->running = 0;
-    Py_DECREF(result);
-    return NULL;
 }
 
 static void

@@ -18,31 +18,6 @@ typedef struct {
     int fd;
 } sel_entry;
 
-static PyObject *
-result_list(const sel_entry *e, Py_ssize_t lo, Py_ssize_t hi,
-            const unsigned long *set, int scan)
-{
-    Py_ssize_t count = 0;
-    if (scan && set != NULL) {
-        for (Py_ssize_t i = lo; i < hi; i++) {
-            count += fs_bit_isset(set, e[i].fd);
-        }
-    }
-    PyObject *list = PyList_New(count);
-    if (list == NULL || count == 0) {
-        return list;
-    }
-    Py_ssize_t j = 0;
-    for (Py_ssize_t i = lo; i < hi; i++) {
-        if (fs_bit_isset(set, e[i].fd)) {
-            Py_INCREF(e[i].obj);
-            PyList_SET_ITEM(list, j, e[i].obj);
-            j++;
-        }
-    }
-    return list;
-}
-
 /* One select.select() call: its entries, fd sets and what the wait saw. */
 typedef struct {
     sel_entry stack_entries[STACK_ENTRIES];
@@ -82,29 +57,31 @@ parse_timeout(PyObject *obj, int64_t *timeout)
     return 0;
 }
 
-/* Room for one more entry.  0, or -1 with MemoryError. */
+#define ENTRIES_MAX (PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(sel_entry))
+
+/* Room for want entries.  0, or -1 with MemoryError. */
 static int
-grow_entries(sel_call *c)
+resize_entries(sel_call *c, Py_ssize_t want)
 {
     sel_entry *grown;
-    if (c->cap > PY_SSIZE_T_MAX / 2 / (Py_ssize_t)sizeof(sel_entry)) {
+    if (want > ENTRIES_MAX) {
         grown = NULL;
     }
     else if (c->e == c->stack_entries) {
-        grown = PyMem_Malloc((size_t)c->cap * 2 * sizeof(sel_entry));
+        grown = PyMem_Malloc((size_t)want * sizeof(sel_entry));
         if (grown != NULL) {
             memcpy(grown, c->e, (size_t)c->n * sizeof(sel_entry));
         }
     }
     else {
-        grown = PyMem_Realloc(c->e, (size_t)c->cap * 2 * sizeof(sel_entry));
+        grown = PyMem_Realloc(c->e, (size_t)want * sizeof(sel_entry));
     }
     if (grown == NULL) {
         PyErr_NoMemory();
         return -1;
     }
     c->e = grown;
-    c->cap *= 2;
+    c->cap = want;
     return 0;
 }
 
@@ -123,15 +100,9 @@ collect(sel_call *c, PyObject *const *lists)
             want += PyTuple_GET_SIZE(lists[k]);
         }
     }
-    if (want > STACK_ENTRIES
-        && want <= PY_SSIZE_T_MAX / 2 / (Py_ssize_t)sizeof(sel_entry)) {
-        c->e = PyMem_Malloc((size_t)want * sizeof(sel_entry));
-        if (c->e == NULL) {
-            c->e = c->stack_entries;
-            PyErr_NoMemory();
-            return -1;
-        }
-        c->cap = want;
+    if (want > STACK_ENTRIES && want <= ENTRIES_MAX / 2
+        && resize_entries(c, want) < 0) {
+        return -1;
     }
     for (int k = 0; k < 3; k++) {
         PyObject *seq = PySequence_Fast(lists[k],
@@ -141,10 +112,10 @@ collect(sel_call *c, PyObject *const *lists)
         }
         /* the size is re-read each step: fileno() may shrink a list */
         for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-            PyObject *o = PySequence_Fast_GET_ITEM(seq, i);
-            Py_INCREF(o);
+            PyObject *o = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
             int fd = fs_fileno(o);
-            if (fd < 0 || (c->n == c->cap && grow_entries(c) < 0)) {
+            if (fd < 0 || (c->n == c->cap
+                           && resize_entries(c, c->cap * 2) < 0)) {
                 Py_DECREF(o);
                 Py_DECREF(seq);
                 return -1;
@@ -210,20 +181,30 @@ select_once(void *ctx, int64_t timeout_ns)
     return n;
 }
 
-/* The (rlist, wlist, xlist) result tuple. */
+/* The (rlist, wlist, xlist) result tuple: the objects whose fds the
+ * answer has set, in the order given. */
 static PyObject *
 results(const sel_call *c)
 {
     PyObject *ret = PyTuple_New(3);
-    if (ret == NULL) {
-        return NULL;
-    }
-    for (int k = 0; k < 3; k++) {
-        PyObject *list = result_list(c->e, c->bounds[k], c->bounds[k + 1],
-                                     c->sets[k], c->returned);
+    for (int k = 0; ret != NULL && k < 3; k++) {
+        const unsigned long *set = c->sets[k];
+        Py_ssize_t lo = c->bounds[k], hi = c->bounds[k + 1], count = 0;
+        if (c->returned && set != NULL) {
+            for (Py_ssize_t i = lo; i < hi; i++) {
+                count += fs_bit_isset(set, c->e[i].fd);
+            }
+        }
+        PyObject *list = PyList_New(count);
         if (list == NULL) {
-            Py_DECREF(ret);
-            return NULL;
+            Py_CLEAR(ret);
+            break;
+        }
+        for (Py_ssize_t i = lo, j = 0; j < count; i++) {
+            if (fs_bit_isset(set, c->e[i].fd)) {
+                PyList_SET_ITEM(list, j, Py_NewRef(c->e[i].obj));
+                j++;
+            }
         }
         PyTuple_SET_ITEM(ret, k, list);
     }
