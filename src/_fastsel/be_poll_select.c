@@ -153,6 +153,18 @@ copy_snapshot(fs_backend *b)
     return 0;
 }
 
+/* Store a wait's result in out[k] if it has events: the new count. */
+static inline int
+put_event(fs_event *out, int k, uint64_t token, int events)
+{
+    if (events) {
+        out[k].token = token;
+        out[k].events = events;
+        k++;
+    }
+    return k;
+}
+
 /* ---- poll(2) ------------------------------------------------------------ */
 
 static int
@@ -176,26 +188,21 @@ pollb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
          * writable, anything but POLLOUT as readable (ERR/HUP/NVAL: both) */
         int ev = ((rev & ~POLLIN) ? FS_WRITE : 0)
                  | ((rev & ~POLLOUT) ? FS_READ : 0);
-        if (ev) {
-            out[k].token = b->wtok[i];
-            out[k].events = ev;
-            k++;
-        }
+        k = put_event(out, k, b->wtok[i], ev);
     }
     return k;
 }
 
-const fs_backend_ops fs_poll_backend = {
-    .name = "poll",
-    .open = fsb_open,
-    .free = fsb_free,
-    .fileno = fsb_fileno,
-    .add = fsb_add,
-    .modify = fsb_modify,
-    .remove = fsb_remove,
-    .snapshot = pollb_snapshot,
-    .wait = pollb_wait,
-};
+/* poll and select share everything but the snapshot's form and the wait */
+#define FSB_OPS(nm, snap, wt)                                               \
+    {                                                                       \
+        .name = (nm), .open = fsb_open, .free = fsb_free,                   \
+        .fileno = fsb_fileno, .add = fsb_add, .modify = fsb_modify,         \
+        .remove = fsb_remove, .snapshot = (snap), .wait = (wt),             \
+    }
+
+const fs_backend_ops fs_poll_backend =
+    FSB_OPS("poll", pollb_snapshot, pollb_wait);
 
 /* ---- select(2) ---------------------------------------------------------- */
 
@@ -277,23 +284,10 @@ selectb_wait(fs_backend *b, int64_t timeout_ns, fs_event *out, int max)
         int fd = (int)(uint32_t)b->wtok[i];
         int ev = (fs_bit_isset(r, fd) ? FS_READ : 0)
                  | (fs_bit_isset(w, fd) ? FS_WRITE : 0);
-        if (ev) {
-            out[k].token = b->wtok[i];
-            out[k].events = ev;
-            k++;
-        }
+        k = put_event(out, k, b->wtok[i], ev);
     }
     return k;
 }
 
-const fs_backend_ops fs_select_backend = {
-    .name = "select",
-    .open = fsb_open,
-    .free = fsb_free,
-    .fileno = fsb_fileno,
-    .add = fsb_add,
-    .modify = fsb_modify,
-    .remove = fsb_remove,
-    .snapshot = selectb_snapshot,
-    .wait = selectb_wait,
-};
+const fs_backend_ops fs_select_backend =
+    FSB_OPS("select", selectb_snapshot, selectb_wait);

@@ -9,7 +9,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/select.h>             /* FD_SETSIZE: poll()'s default maxevents */
+#include <sys/select.h>     /* FD_SETSIZE: poll()'s default maxevents */
 #include <unistd.h>
 
 /* Event buffers up to this many entries stay with the object between polls;

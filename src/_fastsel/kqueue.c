@@ -16,15 +16,16 @@
 #include <unistd.h>
 
 /* Fork: a kqueue is not inherited by fork() (BSD semantics), so in a child
- * every kqueue fd number we hold is dead or, worse, reused.  As CPython >= 3.12.1
- * does (gh-110395), objects from before the fork read as closed in the child,
- * and their fd is neither used nor closed there.  Instead of a list of live
- * objects each remembers the fork generation (fork.h) it was opened in. */
+ * every kqueue fd number we hold is dead or, worse, reused.  As CPython
+ * >= 3.12.1 does (gh-110395), objects from before the fork read as closed in
+ * the child, and their fd is neither used nor closed there.  Instead of a
+ * list of live objects each remembers the fork generation (fork.h) it was
+ * opened in. */
 
 typedef struct {
     PyObject_HEAD
     int fd;                     /* -1 once closed */
-    unsigned long fork_gen;     /* fs_fork_generation() when the object was made */
+    unsigned long fork_gen;     /* fs_fork_generation() at its making */
     fs_state *st;
 } fs_kqueue;
 

@@ -93,9 +93,8 @@ poll_unregister(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
     }
     if (nargs != 1) {
         /* the stdlib's unregister is METH_O */
-        PyErr_Format(PyExc_TypeError,
-                     "poll.unregister() takes exactly one argument (%zd given)",
-                     nargs);
+        PyErr_Format(PyExc_TypeError, "poll.unregister() takes exactly one "
+                     "argument (%zd given)", nargs);
         return NULL;
     }
     int fd = fs_fileno(args[0]);
@@ -129,7 +128,8 @@ poll_sync(fs_poll *self)
     }
     int n = self->tab.len;
     if (n > self->pcap) {
-        struct pollfd *pfd = PyMem_Realloc(self->pfd, (size_t)n * sizeof(*pfd));
+        struct pollfd *pfd = PyMem_Realloc(self->pfd,
+                                           (size_t)n * sizeof(*pfd));
         if (pfd == NULL) {
             PyErr_NoMemory();
             return -1;
@@ -325,7 +325,8 @@ static PyMethodDef poll_methods[] = {
     {"register", (PyCFunction)(void (*)(void))poll_register,
      METH_FASTCALL | METH_KEYWORDS,
      PyDoc_STR("register($self, fd,\n"
-               "         eventmask=select.POLLIN | select.POLLPRI | select.POLLOUT, /)\n"
+               "         eventmask=select.POLLIN | select.POLLPRI "
+               "| select.POLLOUT, /)\n"
                "--\n\n"
                "Watch fd for the events in eventmask (again: replace them).")},
     {"modify", (PyCFunction)(void (*)(void))poll_modify,

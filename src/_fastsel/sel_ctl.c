@@ -215,14 +215,19 @@ sel_modify(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
 
 /* ---- unregister --------------------------------------------------------- */
 
+/* The slot of a registered fileobj (*cfd its fd) on a ready selector, or
+ * NULL with the stdlib's error. */
+static sel_slot *
+ctl_lookup(sel_object *s, PyObject *fileobj, long *cfd)
+{
+    return sel_ready(s) < 0 ? NULL : sel_registered_slot(s, fileobj, cfd);
+}
+
 PyObject *
 sel_do_unregister(sel_object *s, PyObject *fileobj)
 {
-    if (sel_ready(s) < 0) {
-        return NULL;
-    }
     long cfd;
-    sel_slot *sl = sel_registered_slot(s, fileobj, &cfd);
+    sel_slot *sl = ctl_lookup(s, fileobj, &cfd);
     if (sl == NULL) {
         return NULL;
     }
@@ -427,11 +432,8 @@ modify_base(sel_object *s, PyObject *fileobj, long cfd, PyObject *key,
 static PyObject *
 do_modify(sel_object *s, PyObject *fileobj, PyObject *events, PyObject *data)
 {
-    if (sel_ready(s) < 0) {
-        return NULL;
-    }
     long cfd;
-    sel_slot *sl = sel_registered_slot(s, fileobj, &cfd);
+    sel_slot *sl = ctl_lookup(s, fileobj, &cfd);
     if (sl == NULL) {
         return NULL;
     }

@@ -126,9 +126,9 @@ ctl_call(const fs_backend_ops *ops, fs_backend *be, sel_ctl_op op, int fd,
  * selector's lock held, when that ticket is served, so the kernel sees the
  * calls of one selector one at a time and in the order their callers made
  * them: what it holds is always what the sequence of calls, as the table
- * saw it, left.  The price: an interest change that blocks in the kernel holds up the
- * selector's other changes (never its select()).  `inflight` keeps close()
- * from freeing the backend under a call. */
+ * saw it, left.  The price: an interest change that blocks in the kernel
+ * holds up the selector's other changes (never its select()).  `inflight`
+ * keeps close() from freeing the backend under a call. */
 
 /* The ticket lock in a new or forked object: the parent's may be held by a
  * thread the child does not have, so it is made anew, never waited on. */

@@ -14,7 +14,7 @@
 #define STACK_ENTRIES 256
 
 typedef struct {
-    PyObject *obj;          /* strong reference: fileno() may mutate the list */
+    PyObject *obj;          /* owned: fileno() may mutate the list */
     int fd;
 } sel_entry;
 
