@@ -15,20 +15,17 @@ fs_fileno(PyObject *obj)
      * bools included, takes CPython's own path so warnings and error texts
      * follow the running version. */
     if (PyLong_CheckExact(obj)) {
-        int overflow;
-        long v = PyLong_AsLongAndOverflow(obj, &overflow);
-        if (overflow || v > INT_MAX || v < INT_MIN) {
-            PyErr_SetString(PyExc_OverflowError,
-                            "Python int too large to convert to C int");
+        int v;
+        if (fs_as_int(obj, &v) < 0) {
             return -1;
         }
         if (v < 0) {
             PyErr_Format(PyExc_ValueError,
                          "file descriptor cannot be a negative integer (%i)",
-                         (int)v);
+                         v);
             return -1;
         }
-        return (int)v;
+        return v;
     }
     return PyObject_AsFileDescriptor(obj);
 }
@@ -49,11 +46,7 @@ refuse_float(PyObject *obj)
 static PyObject *
 index_of(PyObject *obj)
 {
-    if (PyLong_Check(obj)) {
-        Py_INCREF(obj);
-        return obj;
-    }
-    return PyNumber_Index(obj);
+    return PyLong_Check(obj) ? Py_NewRef(obj) : PyNumber_Index(obj);
 }
 
 int
@@ -81,22 +74,18 @@ fs_long_in_range(PyObject *v, long long min, unsigned long long max)
 {
     int overflow;
     long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-    if (x == -1 && PyErr_Occurred()) {
+    unsigned long long u = (unsigned long long)x;
+    if (overflow > 0) {
+        u = PyLong_AsUnsignedLongLong(v);   /* OverflowError past 2**64 */
+    }
+    if (PyErr_Occurred()) {
         PyErr_Clear();
         return 0;
     }
-    if (overflow < 0) {
-        return 0;
+    if (overflow != 0) {
+        return overflow > 0 && u <= max;
     }
-    if (overflow > 0) {
-        unsigned long long u = PyLong_AsUnsignedLongLong(v);
-        if (u == (unsigned long long)-1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            return 0;
-        }
-        return u <= max;
-    }
-    return x >= min && (x < 0 || (unsigned long long)x <= max);
+    return x >= min && (x < 0 || u <= max);
 }
 
 int
@@ -355,16 +344,8 @@ fs_parse_clinic(const fs_clinic_sig *sig, PyObject *const *args,
                 Py_ssize_t nargs, PyObject *kwnames, PyObject *kwdict,
                 PyObject **out)
 {
-    Py_ssize_t nkw = 0;
-    if (kwdict != NULL) {
-        nkw = PyDict_GET_SIZE(kwdict);
-        if (nkw == 0) {
-            kwdict = NULL;
-        }
-    }
-    else if (kwnames != NULL) {
-        nkw = PyTuple_GET_SIZE(kwnames);
-    }
+    Py_ssize_t nkw = kwdict != NULL ? PyDict_GET_SIZE(kwdict)
+                     : kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
     if (nargs + nkw > sig->nparams) {
         PyErr_Format(PyExc_TypeError,
                      "%s() takes at most %d %sargument%s (%zd given)",
@@ -372,31 +353,23 @@ fs_parse_clinic(const fs_clinic_sig *sig, PyObject *const *args,
                      sig->nparams == 1 ? "" : "s", nargs + nkw);
         return -1;
     }
-    int i;
-    for (i = 0; i < nargs; i++) {
-        out[i] = args[i];
-    }
-    for (; i < sig->nparams; i++) {
-        out[i] = NULL;
-    }
-    if (nkw == 0) {
-        if (nargs < sig->nreq) {
-            goto missing;
-        }
-        return 0;
-    }
     PyObject *const *kwvals = args + nargs;
-    for (i = (int)nargs; i < sig->nparams; i++) {
-        out[i] = kw_find(kwnames, kwvals, kwdict, sig->names[i]);
-        if (out[i] != NULL) {
-            nkw--;
+    Py_ssize_t unmatched = nkw;
+    for (int i = 0; i < sig->nparams; i++) {
+        out[i] = i < nargs ? args[i] : NULL;
+        if (out[i] == NULL && nkw > 0) {
+            out[i] = kw_find(kwnames, kwvals, kwdict, sig->names[i]);
+            unmatched -= out[i] != NULL;
         }
-        else if (i < sig->nreq) {
-            goto missing;
+        if (out[i] == NULL && i < sig->nreq) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() missing required argument '%s' (pos %d)",
+                         sig->fname, sig->names[i], i + 1);
+            return -1;
         }
     }
-    if (nkw > 0) {
-        for (i = 0; i < nargs; i++) {
+    if (unmatched > 0) {
+        for (int i = 0; i < nargs; i++) {
             if (kw_find(kwnames, kwvals, kwdict, sig->names[i])) {
                 PyErr_Format(PyExc_TypeError,
                              "argument for %s() given by name ('%s') "
@@ -409,17 +382,6 @@ fs_parse_clinic(const fs_clinic_sig *sig, PyObject *const *args,
         return -1;
     }
     return 0;
-
-missing:
-    for (i = 0; i < sig->nreq; i++) {
-        if (out[i] == NULL) {
-            break;
-        }
-    }
-    PyErr_Format(PyExc_TypeError,
-                 "%s() missing required argument '%s' (pos %d)",
-                 sig->fname, sig->names[i], i + 1);
-    return -1;
 }
 
 /* ---- Python-function binding (the stdlib selectors' methods) ---------- */
@@ -437,41 +399,37 @@ fs_parse_pyfunc(const char *owner, const char *meth, const char *const *names,
      * into their parameters, then keywords (unknown or duplicate names fail
      * first), then the count of positionals, then missing parameters */
     int i;
-    for (i = 0; i < nargs && i < nmax; i++) {
-        out[i] = args[i];
+    for (i = 0; i < nmax; i++) {
+        out[i] = i < nargs ? args[i] : NULL;
     }
-    for (; i < nmax; i++) {
-        out[i] = NULL;
-    }
-    if (kwnames != NULL) {
-        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
-        for (Py_ssize_t k = 0; k < nkw; k++) {
-            PyObject *name = PyTuple_GET_ITEM(kwnames, k);
-            int j = name_index(name, names, nmax);
-            if (j == nmax) {
-                /* the stdlib's methods are Python functions: `self` is a
-                 * parameter too, already bound */
-                if (PyUnicode_CompareWithASCIIString(name, "self") == 0) {
-                    PyErr_Format(PyExc_TypeError,
-                                 "%s() got multiple values for argument "
-                                 "'self'", fname);
-                    return -1;
-                }
-                const char *cands[1 + FS_PYFUNC_MAX_PARAMS] = {"self"};
-                for (j = 0; j < nmax && j < FS_PYFUNC_MAX_PARAMS; j++) {
-                    cands[1 + j] = names[j];
-                }
-                unexpected_keyword(fname, name, cands, 1 + j);
-                return -1;
-            }
-            if (out[j] != NULL) {
+    Py_ssize_t pos = 0;
+    PyObject *name, *val;
+    while (kwnames != NULL
+           && kw_next(kwnames, args + nargs, NULL, &pos, &name, &val)) {
+        int j = name_index(name, names, nmax);
+        if (j == nmax) {
+            /* the stdlib's methods are Python functions: `self` is a
+             * parameter too, already bound */
+            if (PyUnicode_CompareWithASCIIString(name, "self") == 0) {
                 PyErr_Format(PyExc_TypeError,
-                             "%s() got multiple values for argument '%s'",
-                             fname, names[j]);
+                             "%s() got multiple values for argument 'self'",
+                             fname);
                 return -1;
             }
-            out[j] = args[nargs + k];
+            const char *cands[1 + FS_PYFUNC_MAX_PARAMS] = {"self"};
+            for (j = 0; j < nmax && j < FS_PYFUNC_MAX_PARAMS; j++) {
+                cands[1 + j] = names[j];
+            }
+            unexpected_keyword(fname, name, cands, 1 + j);
+            return -1;
         }
+        if (out[j] != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got multiple values for argument '%s'",
+                         fname, names[j]);
+            return -1;
+        }
+        out[j] = val;
     }
     if (nargs > nmax) {
         if (nreq == nmax) {
@@ -489,7 +447,7 @@ fs_parse_pyfunc(const char *owner, const char *meth, const char *const *names,
         }
         return -1;
     }
-    int missing[4], nmiss = 0;
+    int missing[FS_PYFUNC_MAX_PARAMS], nmiss = 0;
     for (i = 0; i < nreq; i++) {
         if (out[i] == NULL) {
             missing[nmiss++] = i;

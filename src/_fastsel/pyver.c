@@ -20,7 +20,7 @@ static const fs_pyver rows[] = {
      .kw_nonstr_error = 1, .qualified_names = 1,
      .timeout_rule = FS_TIMEOUT_INT_OR_FLOAT, .ushort_rule = FS_USHORT_LONG},
     /* 3.11 changed the float text in a bugfix release: NULL, see
-     * float_overflow_311() */
+     * fs_pyver_init() */
     {.minor = 11,
      .time_int_overflow = PYTIME_OLD, .time_float_overflow = NULL,
      .kw_nonstr_error = 1, .qualified_names = 1,
@@ -52,15 +52,6 @@ static const fs_pyver rows[] = {
 const fs_pyver *fs_ver = &rows[0];
 static const char *float_overflow = PYTIME_OLD;
 
-/* 3.11.3 (gh-97786, backported in February 2023) made the float path of
- * the PyTime conversions report time_t's text; 3.11.0-3.11.2 report the
- * PyTime_t one. */
-static const char *
-float_overflow_311(unsigned long v)
-{
-    return ((v >> 8) & 0xff) >= 3 ? TIME_T : PYTIME_OLD;
-}
-
 int
 fs_pyver_init(void)
 {
@@ -76,8 +67,13 @@ fs_pyver_init(void)
             row = &rows[i];
         }
     }
-    float_overflow = row->time_float_overflow != NULL
-                     ? row->time_float_overflow : float_overflow_311(v);
+    /* 3.11.3 (gh-97786, backported in February 2023) made the float path
+     * of the PyTime conversions report time_t's text; 3.11.0-3.11.2 report
+     * the PyTime_t one. */
+    float_overflow = row->time_float_overflow;
+    if (float_overflow == NULL) {
+        float_overflow = ((v >> 8) & 0xff) >= 3 ? TIME_T : PYTIME_OLD;
+    }
     fs_ver = row;
     return 0;
 }

@@ -6,25 +6,28 @@
 #include <limits.h>
 #include <math.h>
 
-/* Epoll/Poll: `math.ceil(timeout * 1e3)` for a positive timeout, as a
- * Python int (slow, general path). */
+/* obj * k, as Python multiplies them (the general paths). */
 static PyObject *
-ceil_ms_object(PyObject *timeout)
+times(PyObject *obj, double k)
 {
-    PyObject *k = PyFloat_FromDouble(1e3);
-    if (k == NULL) {
-        return NULL;
+    PyObject *kobj = PyFloat_FromDouble(k);
+    PyObject *r = kobj != NULL ? PyNumber_Multiply(obj, kobj) : NULL;
+    Py_XDECREF(kobj);
+    return r;
+}
+
+/* `timeout <op> 0`, or `0 <op> timeout` (zero_first), as Python compares. */
+static int
+compare_zero(PyObject *timeout, int op, int zero_first)
+{
+    PyObject *zero = PyLong_FromLong(0);
+    if (zero == NULL) {
+        return -1;
     }
-    PyObject *m = PyNumber_Multiply(timeout, k);
-    Py_DECREF(k);
-    if (m == NULL) {
-        return NULL;
-    }
-    PyObject *math = PyImport_ImportModule("math");
-    PyObject *c = math ? PyObject_CallMethod(math, "ceil", "O", m) : NULL;
-    Py_XDECREF(math);
-    Py_DECREF(m);
-    return c;
+    int r = zero_first ? PyObject_RichCompareBool(zero, timeout, op)
+                       : PyObject_RichCompareBool(timeout, zero, op);
+    Py_DECREF(zero);
+    return r;
 }
 
 /* A TypeError from the time conversion of obj (what the poller got) gets
@@ -50,12 +53,7 @@ too_large(void)
 static int
 poller_ceil_ms(PyObject *timeout, int64_t *ns, PyObject **c)
 {
-    PyObject *zero = PyLong_FromLong(0);
-    if (zero == NULL) {
-        return -1;
-    }
-    int le = PyObject_RichCompareBool(timeout, zero, Py_LE);
-    Py_DECREF(zero);
+    int le = compare_zero(timeout, Py_LE, 0);
     if (le < 0) {
         return -1;
     }
@@ -63,8 +61,41 @@ poller_ceil_ms(PyObject *timeout, int64_t *ns, PyObject **c)
         *ns = 0;
         return 0;
     }
-    *c = ceil_ms_object(timeout);
+    PyObject *m = times(timeout, 1e3);
+    PyObject *math = m != NULL ? PyImport_ImportModule("math") : NULL;
+    *c = math != NULL ? PyObject_CallMethod(math, "ceil", "O", m) : NULL;
+    Py_XDECREF(math);
+    Py_XDECREF(m);
     return *c == NULL ? -1 : 1;
+}
+
+/* Epoll/Poll, the fast path of an exact float or an int within long: 0
+ * with *ns = 0 when `timeout <= 0`, 1 with *ms = ceil(timeout * 1e3) when
+ * that is finite; -1 leaves the rest (NaN, infinities, other types, ints
+ * past long) to poller_ceil_ms(), which gives the stdlib's errors. */
+static int
+fast_ceil_ms(PyObject *timeout, int64_t *ns, double *ms)
+{
+    double d;
+    if (PyFloat_CheckExact(timeout)) {
+        d = PyFloat_AS_DOUBLE(timeout);
+    }
+    else if (PyLong_CheckExact(timeout)) {
+        int overflow;       /* below LONG_MIN, d is -1: <= 0 as well */
+        d = (double)PyLong_AsLongAndOverflow(timeout, &overflow);
+        if (overflow > 0) {
+            return -1;
+        }
+    }
+    else {
+        return -1;
+    }
+    if (d <= 0) {
+        *ns = 0;
+        return 0;
+    }
+    *ms = ceil(d * 1e3);
+    return isfinite(*ms) ? 1 : -1;
 }
 
 /* After the poller's conversion to n nanoseconds (rc < 0: it failed): the
@@ -93,61 +124,28 @@ int
 sel_epoll_timeout(const sel_kind *Py_UNUSED(k), PyObject *timeout,
                   int64_t *ns)
 {
-    if (PyFloat_CheckExact(timeout) || PyLong_CheckExact(timeout)) {
-        double d;
-        if (PyFloat_CheckExact(timeout)) {
-            d = PyFloat_AS_DOUBLE(timeout);
-        }
-        else {
-            int overflow;
-            long v = PyLong_AsLongAndOverflow(timeout, &overflow);
-            if (overflow < 0 || (!overflow && v <= 0)) {
-                *ns = 0;
-                return 0;
-            }
-            d = overflow ? PyLong_AsDouble(timeout) : (double)v;
-            if (d == -1.0 && PyErr_Occurred()) {
-                return -1;
-            }
-        }
-        if (d <= 0) {
-            *ns = 0;
-            return 0;
-        }
-        double ms = d * 1e3;
-        if (isinf(ms)) {
-            PyErr_SetString(PyExc_OverflowError,
-                            "cannot convert float infinity to integer");
-            return -1;
-        }
-        if (isnan(ms)) {
-            PyErr_SetString(PyExc_ValueError,
-                            "cannot convert float NaN to integer");
-            return -1;
-        }
-        double secs = ceil(ms) * 1e-3;
-        if (secs < 9e9) {
-            /* _PyTime_FromSecondsObject + _PyTime_AsMilliseconds(CEILING) */
-            volatile double t = secs * 1e9;
-            double r = ceil(t);
-            int64_t n = (int64_t)r;
-            int64_t msv = fs_ns_divide(n, 1000000, FS_ROUND_CEILING);
-            if (msv > INT_MAX) {
-                return too_large();
-            }
-            *ns = n;
-            return 0;
-        }
-        /* out of range: let the general path produce the exact error */
+    double ms;
+    int fast = fast_ceil_ms(timeout, ns, &ms);
+    if (fast == 0) {
+        return 0;
     }
+    if (fast > 0 && ms * 1e-3 < 9e9) {
+        /* _PyTime_FromSecondsObject + _PyTime_AsMilliseconds(CEILING) */
+        volatile double t = ms * 1e-3 * 1e9;
+        int64_t n = (int64_t)ceil(t);
+        if (fs_ns_divide(n, 1000000, FS_ROUND_CEILING) > INT_MAX) {
+            return too_large();
+        }
+        *ns = n;
+        return 0;
+    }
+    /* out of range: let the general path produce the exact error */
     PyObject *c;
     int pos = poller_ceil_ms(timeout, ns, &c);
     if (pos <= 0) {
         return pos;
     }
-    PyObject *k = PyFloat_FromDouble(1e-3);
-    PyObject *sobj = k ? PyNumber_Multiply(c, k) : NULL;
-    Py_XDECREF(k);
+    PyObject *sobj = times(c, 1e-3);
     Py_DECREF(c);
     if (sobj == NULL) {
         return -1;
@@ -164,27 +162,14 @@ int
 sel_poll_timeout(const sel_kind *Py_UNUSED(k), PyObject *timeout,
                  int64_t *ns)
 {
-    if (PyFloat_CheckExact(timeout) || PyLong_CheckExact(timeout)) {
-        double d;
-        int overflow = 0;
-        if (PyFloat_CheckExact(timeout)) {
-            d = PyFloat_AS_DOUBLE(timeout);
-        }
-        else {
-            long v = PyLong_AsLongAndOverflow(timeout, &overflow);
-            d = (double)v;
-        }
-        if (!overflow && !isnan(d)) {
-            if (d <= 0) {
-                *ns = 0;
-                return 0;
-            }
-            double c = ceil(d * 1e3);
-            if (c <= (double)INT_MAX) {
-                *ns = (int64_t)c * 1000000;
-                return 0;
-            }
-        }
+    double ms;
+    int fast = fast_ceil_ms(timeout, ns, &ms);
+    if (fast == 0) {
+        return 0;
+    }
+    if (fast > 0 && ms <= (double)INT_MAX) {
+        *ns = (int64_t)ms * 1000000;
+        return 0;
     }
     PyObject *c;
     int pos = poller_ceil_ms(timeout, ns, &c);
@@ -203,35 +188,25 @@ sel_poll_timeout(const sel_kind *Py_UNUSED(k), PyObject *timeout,
 int
 sel_max0_timeout(const sel_kind *k, PyObject *timeout, int64_t *ns)
 {
+    int zero;                   /* the result is 0 seconds */
     if (PyFloat_CheckExact(timeout)) {
-        if (PyFloat_AS_DOUBLE(timeout) < 0) {
-            *ns = 0;
-            return 0;
-        }
+        zero = PyFloat_AS_DOUBLE(timeout) < 0;
     }
     else if (PyLong_CheckExact(timeout)) {
         int overflow;
         long v = PyLong_AsLongAndOverflow(timeout, &overflow);
-        if (overflow < 0 || (!overflow && v <= 0)) {
-            *ns = 0;
-            return 0;
-        }
+        zero = overflow < 0 || (!overflow && v <= 0);
     }
     else {
-        PyObject *zero = PyLong_FromLong(0);
-        if (zero == NULL) {
-            return -1;
-        }
         /* max() keeps the first item unless a later one is greater */
-        int gt = PyObject_RichCompareBool(zero, timeout, Py_GT);
-        Py_DECREF(zero);
-        if (gt < 0) {
+        zero = compare_zero(timeout, Py_GT, 1);
+        if (zero < 0) {
             return -1;
         }
-        if (gt) {
-            *ns = 0;
-            return 0;
-        }
+    }
+    if (zero) {
+        *ns = 0;
+        return 0;
     }
     if (fs_ns_from_seconds_object(timeout, FS_ROUND_UP, ns) < 0) {
         k->timeout_error(timeout);
