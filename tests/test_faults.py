@@ -636,7 +636,10 @@ def test_fds_near_the_rlimit(diff: Callable) -> None:
             try:
                 sel.register(hi_a, fastsel.EVENT_READ | fastsel.EVENT_WRITE, "hi")
                 ready = sel.select(1.0)
-                assert [(k.fd, ev) for k, ev in ready] == [(hi_a, 3)]
+                # KqueueSelector reports one event per filter, as the stdlib's
+                want = ([(hi_a, 1), (hi_a, 2)] if name == "KqueueSelector"
+                        else [(hi_a, 3)])
+                assert sorted((k.fd, ev) for k, ev in ready) == want
                 sel.unregister(hi_a)
             finally:
                 sel.close()
