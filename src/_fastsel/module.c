@@ -7,9 +7,15 @@
 #include <limits.h>
 
 int
-fs_add_int(PyObject *module, const char *name, long value)
+fs_add_ints(PyObject *module, const fs_int_const *table, size_t n)
 {
-    return PyModule_AddIntConstant(module, name, value);
+    for (size_t i = 0; i < n; i++) {
+        if (PyModule_AddIntConstant(module, table[i].name,
+                                    table[i].value) < 0) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int
@@ -32,6 +38,13 @@ fs_errno_error(int err)
     }
     errno = err;
     PyErr_SetFromErrno(PyExc_OSError);
+}
+
+PyObject *
+fs_closed_error(const char *kind)
+{
+    PyErr_Format(PyExc_ValueError, "I/O operation on closed %s object", kind);
+    return NULL;
 }
 
 typedef int (*fs_setup_fn)(PyObject *, fs_state *);
@@ -68,11 +81,11 @@ fastsel_exec(PyObject *module)
         return -1;
     }
 #ifdef PIPE_BUF
-    if (fs_add_int(module, "PIPE_BUF", PIPE_BUF) < 0) {
+    if (PyModule_AddIntConstant(module, "PIPE_BUF", PIPE_BUF) < 0) {
         return -1;
     }
 #endif
-    for (size_t i = 0; i < sizeof(setup_hooks) / sizeof(setup_hooks[0]); i++) {
+    for (size_t i = 0; i < Py_ARRAY_LENGTH(setup_hooks); i++) {
         if (setup_hooks[i](module, st) < 0) {
             return -1;
         }
