@@ -132,19 +132,7 @@ static PyObject *
 ep_close(ep_object *self, PyObject *Py_UNUSED(ignored))
 {
     /* The buffer stays: another thread may be inside poll() using it. */
-    int fd = self->epfd, rc = 0;
-    if (fd >= 0) {
-        self->epfd = -1;
-        Py_BEGIN_ALLOW_THREADS
-        rc = close(fd);
-        Py_END_ALLOW_THREADS
-    }
-    /* 3.15 reports a failed close(2) (gh-146205); the object is closed
-     * either way */
-    if (rc < 0 && fs_ver->close_raises) {
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    Py_RETURN_NONE;
+    return fs_close_fd(&self->epfd);
 }
 
 static PyObject *

@@ -57,6 +57,9 @@ int fs_add_object(PyObject *module, const char *name, PyObject *value);
 /* The exception of a failed kernel call or backend operation with errno
  * err: MemoryError for FS_ENOMEM (backend.h), else OSError. */
 void fs_errno_error(int err);
+/* The close() method of a poller object over *fd: close(2) without the
+ * GIL if *fd >= 0, leaving -1.  None, or NULL with the version's error. */
+PyObject *fs_close_fd(int *fd);
 /* ValueError "I/O operation on closed <kind> object"; returns NULL. */
 PyObject *fs_closed_error(const char *kind);
 

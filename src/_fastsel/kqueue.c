@@ -93,25 +93,16 @@ kq_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return kq_new_object(type, -1);
 }
 
-/* 0, or -1 with errno when close(2) failed; closed either way. */
-static int
-kq_close_fd(fs_kqueue *self)
-{
-    int fd = kq_fd(self), rc = 0;
-    if (fd >= 0) {
-        self->fd = -1;
-        Py_BEGIN_ALLOW_THREADS
-        rc = close(fd);
-        Py_END_ALLOW_THREADS
-    }
-    return rc;
-}
-
 static void
 kq_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
-    (void)kq_close_fd((fs_kqueue *)op);      /* nobody to tell */
+    int fd = kq_fd((fs_kqueue *)op);
+    if (fd >= 0) {
+        Py_BEGIN_ALLOW_THREADS
+        (void)close(fd);                    /* nobody to tell */
+        Py_END_ALLOW_THREADS
+    }
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -119,11 +110,9 @@ kq_dealloc(PyObject *op)
 static PyObject *
 kq_close(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    /* 3.15 reports a failed close(2) (gh-146205); older versions do not */
-    if (kq_close_fd((fs_kqueue *)op) < 0 && fs_ver->close_raises) {
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    Py_RETURN_NONE;
+    fs_kqueue *self = (fs_kqueue *)op;
+    (void)kq_fd(self);      /* one inherited through fork() is not closed */
+    return fs_close_fd(&self->fd);
 }
 
 static PyObject *

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <unistd.h>
 
 int
 fs_add_ints(PyObject *module, const fs_int_const *table, size_t n)
@@ -38,6 +39,23 @@ fs_errno_error(int err)
     }
     errno = err;
     PyErr_SetFromErrno(PyExc_OSError);
+}
+
+PyObject *
+fs_close_fd(int *fd)
+{
+    int f = *fd, rc = 0;
+    if (f >= 0) {
+        *fd = -1;
+        Py_BEGIN_ALLOW_THREADS
+        rc = close(f);
+        Py_END_ALLOW_THREADS
+    }
+    /* 3.15 reports a failed close(2) (gh-146205); closed either way */
+    if (rc < 0 && fs_ver->close_raises) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
 }
 
 PyObject *
