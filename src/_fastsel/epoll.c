@@ -5,7 +5,6 @@
 #ifdef __linux__
 
 #include <errno.h>
-#include <limits.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -43,13 +42,6 @@ typedef struct {
     int tc_len;                     /* entries in tc, indexed by fd */
     ep_cached *tc;                  /* result tuple cache, PyMem */
 } ep_object;
-
-static PyObject *
-ep_err_closed(void)
-{
-    PyErr_SetString(PyExc_ValueError, "I/O operation on closed epoll object");
-    return NULL;
-}
 
 /* -- construction --------------------------------------------------------- */
 
@@ -140,19 +132,7 @@ static PyObject *
 ep_close(ep_object *self, PyObject *Py_UNUSED(ignored))
 {
     /* The buffer stays: another thread may be inside poll() using it. */
-    int fd = self->epfd, rc = 0;
-    if (fd >= 0) {
-        self->epfd = -1;
-        Py_BEGIN_ALLOW_THREADS
-        rc = close(fd);
-        Py_END_ALLOW_THREADS
-    }
-    /* 3.15 reports a failed close(2) (gh-146205); the object is closed
-     * either way */
-    if (rc < 0 && fs_ver->close_raises) {
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    Py_RETURN_NONE;
+    return fs_close_fd(&self->epfd);
 }
 
 static PyObject *
@@ -165,7 +145,7 @@ static PyObject *
 ep_fileno(ep_object *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->epfd < 0) {
-        return ep_err_closed();
+        return fs_closed_error("epoll");
     }
     return PyLong_FromLong(self->epfd);
 }
@@ -174,7 +154,7 @@ static PyObject *
 ep_enter(ep_object *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->epfd < 0) {
-        return ep_err_closed();
+        return fs_closed_error("epoll");
     }
     Py_INCREF(self);
     return (PyObject *)self;
@@ -209,12 +189,7 @@ ep_ctl(ep_object *self, const fs_clinic_sig *sig, int op,
                         : EPOLLIN | EPOLLPRI | EPOLLOUT;
     struct epoll_event ev;
     int rc;
-    if (kwnames == NULL && nargs == sig->nparams) {
-        for (Py_ssize_t i = 0; i < nargs; i++) {
-            a[i] = args[i];
-        }
-    }
-    else if (fs_parse_clinic(sig, args, nargs, kwnames, NULL, a) < 0) {
+    if (fs_parse_clinic(sig, args, nargs, kwnames, NULL, a) < 0) {
         return NULL;
     }
     int fd = fs_fileno(a[0]);
@@ -229,7 +204,7 @@ ep_ctl(ep_object *self, const fs_clinic_sig *sig, int op,
 #endif
     int epfd = self->epfd;
     if (epfd < 0) {
-        return ep_err_closed();
+        return fs_closed_error("epoll");
     }
     ev.events = mask;
     ev.data.u64 = 0;
@@ -353,32 +328,13 @@ ep_results(ep_object *self, const struct epoll_event *evs, int n)
     return list;
 }
 
-/* The timeout argument in ns, its milliseconds checked against a C int as
- * the stdlib's.  None is INT64_MIN: a negative timeout above -1 ms rounds
- * to 0 ms and does not block, any other blocks.  0, or -1 with an
- * exception. */
-static int
-ep_timeout(PyObject *obj, int64_t *timeout)
-{
-    *timeout = INT64_MIN;
-    if (obj == Py_None) {
-        return 0;
-    }
-    /* seconds -> ns away from zero, then ms towards +inf, so that a
-     * positive timeout never waits less than asked */
-    if (fs_ns_from_seconds_object(obj, FS_ROUND_UP, timeout) < 0) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            fs_timeout_type_error(obj, "timeout must be an integer or None");
-        }
-        return -1;
-    }
-    int64_t t = fs_ns_divide(*timeout, 1000000, FS_ROUND_CEILING);
-    if (t < INT_MIN || t > INT_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "timeout is too large");
-        return -1;
-    }
-    return 0;
-}
+/* The timeout argument: seconds, its milliseconds (towards +inf) checked
+ * against a C int as the stdlib's.  None is INT64_MIN: a negative timeout
+ * above -1 ms rounds to 0 ms and does not block, any other blocks. */
+static const fs_timeout_spec ep_timeout = {
+    1000000000, INT64_MIN, "timeout must be an integer or None", NULL,
+    1, FS_ROUND_CEILING,
+};
 
 /* One poll(): the object and the buffer the kernel fills. */
 typedef struct {
@@ -418,12 +374,7 @@ ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
     int maxevents = -1;
     int64_t timeout;
 
-    if (kwnames == NULL && nargs <= 2) {
-        for (Py_ssize_t i = 0; i < nargs; i++) {
-            a[i] = args[i];
-        }
-    }
-    else if (fs_parse_clinic(&sig_poll, args, nargs, kwnames, NULL, a) < 0) {
+    if (fs_parse_clinic(&sig_poll, args, nargs, kwnames, NULL, a) < 0) {
         return NULL;
     }
     /* conversion order as CPython's: maxevents's type, closed, timeout,
@@ -432,9 +383,10 @@ ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     if (self->epfd < 0) {
-        return ep_err_closed();
+        return fs_closed_error("epoll");
     }
-    if (ep_timeout(a[0] != NULL ? a[0] : Py_None, &timeout) < 0) {
+    if (fs_timeout_arg(a[0] != NULL ? a[0] : Py_None, &ep_timeout,
+                       &timeout) < 0) {
         return NULL;
     }
     if (maxevents == -1) {
@@ -583,10 +535,7 @@ static PyType_Spec ep_spec = {
 int
 fs_epoll_setup(PyObject *module, fs_state *st)
 {
-    static const struct {
-        const char *name;
-        long value;
-    } consts[] = {
+    static const fs_int_const consts[] = {
         /* exactly the names CPython's selectmodule.c exports */
         {"EPOLLIN", EPOLLIN},
         {"EPOLLOUT", EPOLLOUT},
@@ -618,19 +567,15 @@ fs_epoll_setup(PyObject *module, fs_state *st)
 #ifdef EPOLLMSG
         {"EPOLLMSG", EPOLLMSG},
 #endif
-#ifdef EPOLL_CLOEXEC
-        {"EPOLL_CLOEXEC", EPOLL_CLOEXEC},
-#endif
+        {"EPOLL_CLOEXEC", EPOLL_CLOEXEC},   /* used above unguarded */
     };
-    for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++) {
-        if (fs_add_int(module, consts[i].name, consts[i].value) < 0) {
-            return -1;
-        }
+    if (fs_add_ints(module, consts, Py_ARRAY_LENGTH(consts)) < 0) {
+        return -1;
     }
 #ifdef EPOLLWAKEUP
     /* exported from 3.14 on */
     if (fs_ver->epollwakeup
-        && fs_add_int(module, "EPOLLWAKEUP", EPOLLWAKEUP) < 0) {
+        && PyModule_AddIntConstant(module, "EPOLLWAKEUP", EPOLLWAKEUP) < 0) {
         return -1;
     }
 #endif

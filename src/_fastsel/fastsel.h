@@ -45,13 +45,23 @@ fs_get_state(PyObject *module)
 /* The module's definition: its types find their module state through it. */
 extern struct PyModuleDef fs_module_def;
 
-/* Add an int constant to the module; -1 on error. */
-int fs_add_int(PyObject *module, const char *name, long value);
+/* One int constant of the module. */
+typedef struct {
+    const char *name;
+    long value;
+} fs_int_const;
+/* Add the n constants of table to the module; -1 on error. */
+int fs_add_ints(PyObject *module, const fs_int_const *table, size_t n);
 /* PyModule_AddObjectRef for 3.9 too: does not steal; -1 on error. */
 int fs_add_object(PyObject *module, const char *name, PyObject *value);
 /* The exception of a failed kernel call or backend operation with errno
  * err: MemoryError for FS_ENOMEM (backend.h), else OSError. */
 void fs_errno_error(int err);
+/* The close() method of a poller object over *fd: close(2) without the
+ * GIL if *fd >= 0, leaving -1.  None, or NULL with the version's error. */
+PyObject *fs_close_fd(int *fd);
+/* ValueError "I/O operation on closed <kind> object"; returns NULL. */
+PyObject *fs_closed_error(const char *kind);
 
 /* --- poll.c ------------------------------------------------------------- */
 

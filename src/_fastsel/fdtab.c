@@ -11,8 +11,8 @@
 void
 fdtab_init(fs_fdtab *t, int with_tokens)
 {
+    (void)with_tokens;
     memset(t, 0, sizeof(*t));
-    t->with_tokens = with_tokens;
 }
 
 void
@@ -21,7 +21,7 @@ fdtab_free(fs_fdtab *t)
     PyMem_RawFree(t->ent);
     PyMem_RawFree(t->tok);
     PyMem_RawFree(t->slots);
-    fdtab_init(t, t->with_tokens);
+    fdtab_init(t, 1);
 }
 
 /* Enter ent[idx] into the hash at the first free slot (empty or a
@@ -66,9 +66,7 @@ rehash(fs_fdtab *t, int need, int squeeze)
         for (int i = 0; i < t->len; i++) {
             if (t->ent[i].fd >= 0) {
                 t->ent[j] = t->ent[i];
-                if (t->tok) {
-                    t->tok[j] = t->tok[i];
-                }
+                t->tok[j] = t->tok[i];
                 j++;
             }
         }
@@ -113,15 +111,13 @@ reserve(fs_fdtab *t)
         return -1;
     }
     t->ent = ent;
-    if (t->with_tokens) {
-        uint64_t *tok = PyMem_RawRealloc(t->tok, (size_t)cap * sizeof(*tok));
-        if (tok == NULL) {
-            /* ent only got bigger: cap stays, so nothing is inconsistent */
-            errno = ENOMEM;
-            return -1;
-        }
-        t->tok = tok;
+    uint64_t *tok = PyMem_RawRealloc(t->tok, (size_t)cap * sizeof(*tok));
+    if (tok == NULL) {
+        /* ent only got bigger: cap stays, so nothing is inconsistent */
+        errno = ENOMEM;
+        return -1;
     }
+    t->tok = tok;
     t->cap = cap;
     return 0;
 }
@@ -147,9 +143,7 @@ fdtab_add(fs_fdtab *t, int fd, short events, uint64_t token)
     t->ent[idx].fd = fd;
     t->ent[idx].events = events;
     t->ent[idx].revents = 0;
-    if (t->tok) {
-        t->tok[idx] = token;
-    }
+    t->tok[idx] = token;
     t->len++;
     insert(t, idx);
     return idx;

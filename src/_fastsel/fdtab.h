@@ -19,14 +19,13 @@
 
 typedef struct {
     struct pollfd *ent;         /* registration order; holes have fd == -1 */
-    uint64_t *tok;              /* parallel tokens, or NULL without them */
+    uint64_t *tok;              /* a token per entry, parallel to ent */
     int len, cap;               /* used entries (holes included), capacity */
     int holes;
     int32_t *slots;             /* index into ent, FDTAB_EMPTY or FDTAB_GONE */
     uint32_t mask;              /* nslots - 1; nslots is a power of two */
     int shift;                  /* 32 - log2(nslots) */
     int used;                   /* non-empty slots, tombstones included */
-    int with_tokens;
 } fs_fdtab;
 
 static inline uint32_t
@@ -54,7 +53,8 @@ fdtab_find(const fs_fdtab *t, int fd)
     }
 }
 
-/* An empty table (no memory yet); with_tokens: keep a token per entry. */
+/* An empty table (no memory yet).  with_tokens must be 1 (every table keeps
+ * a token per entry); the parameter stays for be_poll_select.c's call. */
 void fdtab_init(fs_fdtab *t, int with_tokens);
 /* Release the memory; the table is empty and usable afterwards. */
 void fdtab_free(fs_fdtab *t);

@@ -39,13 +39,6 @@ kq_fd(fs_kqueue *self)
     return self->fd;
 }
 
-static PyObject *
-kq_err_closed(void)
-{
-    PyErr_SetString(PyExc_ValueError, "I/O operation on closed kqueue object");
-    return NULL;
-}
-
 /* fd == -1 opens a new kqueue, as CPython's newKqueue_Object does. */
 static PyObject *
 kq_new_object(PyTypeObject *type, int fd)
@@ -100,25 +93,16 @@ kq_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return kq_new_object(type, -1);
 }
 
-/* 0, or -1 with errno when close(2) failed; closed either way. */
-static int
-kq_close_fd(fs_kqueue *self)
-{
-    int fd = kq_fd(self), rc = 0;
-    if (fd >= 0) {
-        self->fd = -1;
-        Py_BEGIN_ALLOW_THREADS
-        rc = close(fd);
-        Py_END_ALLOW_THREADS
-    }
-    return rc;
-}
-
 static void
 kq_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
-    (void)kq_close_fd((fs_kqueue *)op);      /* nobody to tell */
+    int fd = kq_fd((fs_kqueue *)op);
+    if (fd >= 0) {
+        Py_BEGIN_ALLOW_THREADS
+        (void)close(fd);                    /* nobody to tell */
+        Py_END_ALLOW_THREADS
+    }
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -126,11 +110,9 @@ kq_dealloc(PyObject *op)
 static PyObject *
 kq_close(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    /* 3.15 reports a failed close(2) (gh-146205); older versions do not */
-    if (kq_close_fd((fs_kqueue *)op) < 0 && fs_ver->close_raises) {
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    Py_RETURN_NONE;
+    fs_kqueue *self = (fs_kqueue *)op;
+    (void)kq_fd(self);      /* one inherited through fork() is not closed */
+    return fs_close_fd(&self->fd);
 }
 
 static PyObject *
@@ -144,7 +126,7 @@ kq_fileno(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     int fd = kq_fd((fs_kqueue *)op);
     if (fd < 0) {
-        return kq_err_closed();
+        return fs_closed_error("kqueue");
     }
     return PyLong_FromLong(fd);
 }
@@ -170,25 +152,11 @@ typedef struct {
     int nchanges, maxevents;
 } kq_call;
 
-/* The timeout argument in ns (-1: None), with the stdlib's checks. */
-static int
-kq_timeout(PyObject *obj, int64_t *timeout)
-{
-    *timeout = -1;
-    if (obj == Py_None) {
-        return 0;
-    }
-    if (fs_ns_from_seconds_object(obj, FS_ROUND_UP, timeout) < 0) {
-        fs_kqueue_timeout_error(obj);
-        return -1;
-    }
-    /* _PyTime_AsTimespec floors: any negative timeout has tv_sec < 0 */
-    if (*timeout < 0) {
-        PyErr_SetString(PyExc_ValueError, "timeout must be positive or None");
-        return -1;
-    }
-    return 0;
-}
+/* The timeout argument in seconds (None: -1), with kqueue's error rule.
+ * _PyTime_AsTimespec floors: any negative timeout has tv_sec < 0. */
+static const fs_timeout_spec kq_timeout = {
+    1000000000, -1, NULL, "timeout must be positive or None", 0, FS_ROUND_UP,
+};
 
 /* Copy the changelist (None or a sequence of kevents) and size the event
  * list.  0, or -1 with an exception. */
@@ -288,7 +256,7 @@ kq_control(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     }
     c.fd = kq_fd(self);
     if (c.fd < 0) {
-        return kq_err_closed();
+        return fs_closed_error("kqueue");
     }
     if (c.maxevents < 0) {
         PyErr_Format(PyExc_ValueError,
@@ -296,7 +264,8 @@ kq_control(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
                      c.maxevents);
         return NULL;
     }
-    if (kq_timeout(nargs > 2 ? args[2] : Py_None, &timeout) < 0) {
+    if (fs_timeout_arg(nargs > 2 ? args[2] : Py_None, &kq_timeout,
+                       &timeout) < 0) {
         return NULL;
     }
     c.chl = c.chl_stack;
@@ -391,10 +360,7 @@ static PyType_Spec kq_spec = {
 
 /* The KQ_* names CPython's selectmodule.c exports, where the system has
  * them. */
-static const struct {
-    const char *name;
-    long value;
-} kq_consts[] = {
+static const fs_int_const kq_consts[] = {
     /* filters */
     {"KQ_FILTER_READ", (long)(EVFILT_READ)},
     {"KQ_FILTER_WRITE", (long)(EVFILT_WRITE)},
@@ -517,12 +483,7 @@ fs_kqueue_setup(PyObject *module, fs_state *st)
         || fs_add_object(module, "kqueue", (PyObject *)st->kqueue_type) < 0) {
         return -1;
     }
-    for (size_t i = 0; i < sizeof(kq_consts) / sizeof(kq_consts[0]); i++) {
-        if (fs_add_int(module, kq_consts[i].name, kq_consts[i].value) < 0) {
-            return -1;
-        }
-    }
-    return 0;
+    return fs_add_ints(module, kq_consts, Py_ARRAY_LENGTH(kq_consts));
 }
 
 #else  /* !FS_HAVE_KQUEUE */

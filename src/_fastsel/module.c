@@ -5,11 +5,18 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <unistd.h>
 
 int
-fs_add_int(PyObject *module, const char *name, long value)
+fs_add_ints(PyObject *module, const fs_int_const *table, size_t n)
 {
-    return PyModule_AddIntConstant(module, name, value);
+    for (size_t i = 0; i < n; i++) {
+        if (PyModule_AddIntConstant(module, table[i].name,
+                                    table[i].value) < 0) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int
@@ -32,6 +39,30 @@ fs_errno_error(int err)
     }
     errno = err;
     PyErr_SetFromErrno(PyExc_OSError);
+}
+
+PyObject *
+fs_close_fd(int *fd)
+{
+    int f = *fd, rc = 0;
+    if (f >= 0) {
+        *fd = -1;
+        Py_BEGIN_ALLOW_THREADS
+        rc = close(f);
+        Py_END_ALLOW_THREADS
+    }
+    /* 3.15 reports a failed close(2) (gh-146205); closed either way */
+    if (rc < 0 && fs_ver->close_raises) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject *
+fs_closed_error(const char *kind)
+{
+    PyErr_Format(PyExc_ValueError, "I/O operation on closed %s object", kind);
+    return NULL;
 }
 
 typedef int (*fs_setup_fn)(PyObject *, fs_state *);
@@ -68,11 +99,11 @@ fastsel_exec(PyObject *module)
         return -1;
     }
 #ifdef PIPE_BUF
-    if (fs_add_int(module, "PIPE_BUF", PIPE_BUF) < 0) {
+    if (PyModule_AddIntConstant(module, "PIPE_BUF", PIPE_BUF) < 0) {
         return -1;
     }
 #endif
-    for (size_t i = 0; i < sizeof(setup_hooks) / sizeof(setup_hooks[0]); i++) {
+    for (size_t i = 0; i < Py_ARRAY_LENGTH(setup_hooks); i++) {
         if (setup_hooks[i](module, st) < 0) {
             return -1;
         }

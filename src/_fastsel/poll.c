@@ -3,7 +3,6 @@
 #include "debug.h"
 #include "fdtab.h"
 
-#include <limits.h>
 #include <poll.h>
 
 typedef struct {
@@ -211,31 +210,6 @@ poll_once(void *ctx, int64_t timeout_ns)
     return poll(c->pfd, c->nfd, (int)ms);
 }
 
-/* The timeout argument in ns (< 0: none), with the stdlib's checks. */
-static int
-poll_timeout(PyObject *const *args, Py_ssize_t nargs, int use_ppoll,
-             int64_t *timeout)
-{
-    *timeout = -1;
-    if (nargs == 0 || args[0] == Py_None) {
-        return 0;
-    }
-    if (fs_ns_from_ms_object(args[0], FS_ROUND_UP, timeout) < 0) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            fs_timeout_type_error(args[0],
-                                  "timeout must be an integer or None");
-        }
-        return -1;
-    }
-    /* 3.15 waits with ppoll(): nanoseconds, no C int of milliseconds */
-    long long ms = fs_ns_divide(*timeout, 1000000, FS_ROUND_UP);
-    if (!use_ppoll && (ms < INT_MIN || ms > INT_MAX)) {
-        PyErr_SetString(PyExc_OverflowError, "timeout is too large");
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *
 poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames)
@@ -243,9 +217,14 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
     int64_t timeout;
     poll_call c;
     c.use_ppoll = fs_poll_timeout_unbounded();
+    /* milliseconds (< 0: none); 3.15 waits with ppoll(): nanoseconds, no
+     * C int of milliseconds */
+    fs_timeout_spec spec = {1000000, -1, "timeout must be an integer or None",
+                            NULL, !c.use_ppoll, FS_ROUND_UP};
     if (fs_no_kwargs(kwnames, "poll.poll") < 0
         || fs_check_positional("poll", nargs, 0, 1) < 0
-        || poll_timeout(args, nargs, c.use_ppoll, &timeout) < 0) {
+        || fs_timeout_arg(nargs == 0 ? Py_None : args[0], &spec,
+                          &timeout) < 0) {
         return NULL;
     }
     if (self->running) {
@@ -408,10 +387,7 @@ fs_poll_setup(PyObject *module, fs_state *st)
     if (PyModule_AddFunctions(module, poll_functions) < 0) {
         return -1;
     }
-    static const struct {
-        const char *name;
-        long value;
-    } consts[] = {
+    static const fs_int_const consts[] = {
         {"POLLIN", POLLIN},
         {"POLLPRI", POLLPRI},
         {"POLLOUT", POLLOUT},
@@ -437,10 +413,5 @@ fs_poll_setup(PyObject *module, fs_state *st)
         {"POLLRDHUP", POLLRDHUP},
 #endif
     };
-    for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++) {
-        if (fs_add_int(module, consts[i].name, consts[i].value) < 0) {
-            return -1;
-        }
-    }
-    return 0;
+    return fs_add_ints(module, consts, Py_ARRAY_LENGTH(consts));
 }

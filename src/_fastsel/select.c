@@ -4,7 +4,6 @@
 #include "debug.h"
 #include "fdbits.h"
 
-#include <limits.h>
 #include <string.h>
 #include <sys/select.h>
 
@@ -35,27 +34,12 @@ typedef struct {
     int returned;
 } sel_call;
 
-/* The timeout argument in ns (-1: None), parsed as the stdlib does. */
-static int
-parse_timeout(PyObject *obj, int64_t *timeout)
-{
-    *timeout = -1;
-    if (obj == Py_None) {
-        return 0;
-    }
-    if (fs_ns_from_seconds_object(obj, FS_ROUND_UP, timeout) < 0) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            fs_timeout_type_error(obj, "timeout must be a float or None");
-        }
-        return -1;
-    }
-    /* rounded away from zero to us, any negative has tv_sec < 0 */
-    if (*timeout < 0) {
-        PyErr_SetString(PyExc_ValueError, "timeout must be non-negative");
-        return -1;
-    }
-    return 0;
-}
+/* The timeout argument in seconds (None: -1).  Rounded away from zero to
+ * us, any negative has tv_sec < 0. */
+static const fs_timeout_spec select_timeout = {
+    1000000000, -1, "timeout must be a float or None",
+    "timeout must be non-negative", 0, FS_ROUND_UP,
+};
 
 #define ENTRIES_MAX (PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(sel_entry))
 
@@ -224,7 +208,8 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     /* the timeout is parsed before the lists, as the stdlib does */
-    if (parse_timeout(nargs == 4 ? args[3] : Py_None, &timeout) < 0) {
+    if (fs_timeout_arg(nargs == 4 ? args[3] : Py_None, &select_timeout,
+                       &timeout) < 0) {
         return NULL;
     }
     sel_call c;

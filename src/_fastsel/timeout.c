@@ -5,6 +5,7 @@
 #include "timeout.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -111,6 +112,34 @@ int
 fs_ns_from_ms_object(PyObject *obj, fs_round_t round_mode, int64_t *ns)
 {
     return ns_from_object(obj, round_mode, 1000000, ns);
+}
+
+int
+fs_timeout_arg(PyObject *obj, const fs_timeout_spec *spec, int64_t *ns)
+{
+    *ns = spec->none_ns;
+    if (obj == Py_None) {
+        return 0;
+    }
+    if (ns_from_object(obj, FS_ROUND_UP, spec->unit_ns, ns) < 0) {
+        if (spec->type_text == NULL) {
+            fs_kqueue_timeout_error(obj);
+        }
+        else if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            fs_timeout_type_error(obj, spec->type_text);
+        }
+        return -1;
+    }
+    if (spec->negative_text != NULL && *ns < 0) {
+        PyErr_SetString(PyExc_ValueError, spec->negative_text);
+        return -1;
+    }
+    int64_t ms = fs_ns_divide(*ns, 1000000, spec->ms_round);
+    if (spec->int_ms && (ms < INT_MIN || ms > INT_MAX)) {
+        PyErr_SetString(PyExc_OverflowError, "timeout is too large");
+        return -1;
+    }
+    return 0;
 }
 
 static int64_t

@@ -48,6 +48,25 @@ void fs_timeout_type_error(PyObject *obj, const char *legacy);
  * got <name>"; 3.15 rewrites only a TypeError, as fs_timeout_type_error. */
 void fs_kqueue_timeout_error(PyObject *obj);
 
+/* How a select-module object reads its timeout argument (rounded away
+ * from zero, so a positive timeout never waits less than asked). */
+typedef struct {
+    int64_t unit_ns;            /* 1000000000 (seconds) or 1000000 (ms) */
+    int64_t none_ns;            /* what None stands for */
+    /* the TypeError text up to 3.14 (fs_timeout_type_error); NULL:
+     * kqueue.control()'s rule (fs_kqueue_timeout_error) */
+    const char *type_text;
+    const char *negative_text;  /* ValueError for a timeout < 0, or NULL */
+    /* OverflowError "timeout is too large" unless the milliseconds,
+     * rounded with ms_round, fit a C int */
+    int int_ms;
+    fs_round_t ms_round;
+} fs_timeout_spec;
+
+/* obj (None included) in ns as spec says, with the checks in the stdlib's
+ * order.  0, or -1 with an exception. */
+int fs_timeout_arg(PyObject *obj, const fs_timeout_spec *spec, int64_t *ns);
+
 /* now + timeout_ns (timeout_ns >= 0), saturating at INT64_MAX. */
 int64_t fs_deadline(int64_t timeout_ns);
 
