@@ -39,7 +39,7 @@ fsb_open(void)
         errno = FS_ENOMEM;
         return NULL;
     }
-    fdtab_init(&b->tab, 1);
+    fdtab_init(&b->tab);
     b->maxfd = -1;
     return b;
 }

@@ -9,9 +9,8 @@
 #include <string.h>
 
 void
-fdtab_init(fs_fdtab *t, int with_tokens)
+fdtab_init(fs_fdtab *t)
 {
-    (void)with_tokens;
     memset(t, 0, sizeof(*t));
 }
 
@@ -21,7 +20,7 @@ fdtab_free(fs_fdtab *t)
     PyMem_RawFree(t->ent);
     PyMem_RawFree(t->tok);
     PyMem_RawFree(t->slots);
-    fdtab_init(t, 1);
+    fdtab_init(t);
 }
 
 /* Enter ent[idx] into the hash at the first free slot (empty or a

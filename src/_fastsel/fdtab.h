@@ -53,9 +53,8 @@ fdtab_find(const fs_fdtab *t, int fd)
     }
 }
 
-/* An empty table (no memory yet).  with_tokens must be 1 (every table keeps
- * a token per entry); the parameter stays for be_poll_select.c's call. */
-void fdtab_init(fs_fdtab *t, int with_tokens);
+/* An empty table (no memory yet). */
+void fdtab_init(fs_fdtab *t);
 /* Release the memory; the table is empty and usable afterwards. */
 void fdtab_free(fs_fdtab *t);
 /* Append fd (which must not be present).  Returns its index, or -1 with

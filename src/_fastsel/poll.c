@@ -359,7 +359,7 @@ fs_poll_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     if (self == NULL) {
         return NULL;
     }
-    fdtab_init(&self->tab, 1);
+    fdtab_init(&self->tab);
     self->pfd = NULL;
     self->pobj = NULL;
     self->plen = self->pcap = 0;

@@ -76,9 +76,7 @@ sel_fileno(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     if (s->closed) {
-        PyErr_Format(PyExc_ValueError, "I/O operation on closed %s object",
-                     s->ops->name);
-        return NULL;
+        return fs_closed_error(s->ops->name);
     }
     if (sel_ready(s) < 0) {
         return NULL;
