@@ -328,14 +328,6 @@ ep_results(ep_object *self, const struct epoll_event *evs, int n)
     return list;
 }
 
-/* The timeout argument: seconds, its milliseconds (towards +inf) checked
- * against a C int as the stdlib's.  None is INT64_MIN: a negative timeout
- * above -1 ms rounds to 0 ms and does not block, any other blocks. */
-static const fs_timeout_spec ep_timeout = {
-    1000000000, INT64_MIN, "timeout must be an integer or None", NULL,
-    1, FS_ROUND_CEILING,
-};
-
 /* One poll(): the object and the buffer the kernel fills. */
 typedef struct {
     ep_object *self;
@@ -385,7 +377,7 @@ ep_poll(ep_object *self, PyObject *const *args, Py_ssize_t nargs,
     if (self->epfd < 0) {
         return fs_closed_error("epoll");
     }
-    if (fs_timeout_arg(a[0] != NULL ? a[0] : Py_None, &ep_timeout,
+    if (fs_timeout_arg(a[0] != NULL ? a[0] : Py_None, &fs_epoll_timeout,
                        &timeout) < 0) {
         return NULL;
     }

@@ -152,12 +152,6 @@ typedef struct {
     int nchanges, maxevents;
 } kq_call;
 
-/* The timeout argument in seconds (None: -1), with kqueue's error rule.
- * _PyTime_AsTimespec floors: any negative timeout has tv_sec < 0. */
-static const fs_timeout_spec kq_timeout = {
-    1000000000, -1, NULL, "timeout must be positive or None", 0, FS_ROUND_UP,
-};
-
 /* Copy the changelist (None or a sequence of kevents) and size the event
  * list.  0, or -1 with an exception. */
 static int
@@ -264,7 +258,7 @@ kq_control(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
                      c.maxevents);
         return NULL;
     }
-    if (fs_timeout_arg(nargs > 2 ? args[2] : Py_None, &kq_timeout,
+    if (fs_timeout_arg(nargs > 2 ? args[2] : Py_None, &fs_kqueue_timeout,
                        &timeout) < 0) {
         return NULL;
     }

@@ -217,10 +217,8 @@ poll_poll(fs_poll *self, PyObject *const *args, Py_ssize_t nargs,
     int64_t timeout;
     poll_call c;
     c.use_ppoll = fs_poll_timeout_unbounded();
-    /* milliseconds (< 0: none); 3.15 waits with ppoll(): nanoseconds, no
-     * C int of milliseconds */
-    fs_timeout_spec spec = {1000000, -1, "timeout must be an integer or None",
-                            NULL, !c.use_ppoll, FS_ROUND_UP};
+    fs_timeout_spec spec = fs_poll_timeout;
+    spec.int_ms = !c.use_ppoll;     /* ppoll() takes any PyTime_t */
     if (fs_no_kwargs(kwnames, "poll.poll") < 0
         || fs_check_positional("poll", nargs, 0, 1) < 0
         || fs_timeout_arg(nargs == 0 ? Py_None : args[0], &spec,

@@ -30,17 +30,6 @@ compare_zero(PyObject *timeout, int op, int zero_first)
     return r;
 }
 
-/* A TypeError from the time conversion of obj (what the poller got) gets
- * the poller's text (fs_timeout_type_error); other errors pass unchanged.
- * This one is select.select()'s, for the kind table. */
-void
-sel_select_timeout_error(PyObject *timeout)
-{
-    if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-        fs_timeout_type_error(timeout, "timeout must be a float or None");
-    }
-}
-
 static int
 too_large(void)
 {
@@ -98,22 +87,14 @@ fast_ceil_ms(PyObject *timeout, int64_t *ns, double *ms)
     return isfinite(*ms) ? 1 : -1;
 }
 
-/* After the poller's conversion to n nanoseconds (rc < 0: it failed): the
- * poller's TypeError text and (int_ms) its C int check of the
- * milliseconds. */
+/* The poller's own conversion of what the class's rule made (positive,
+ * unless a custom __ceil__ says otherwise: < 0 then waits for ever). */
 static int
-poller_ms_result(PyObject *obj, int rc, int64_t n, fs_round_t round,
-                 int int_ms, int64_t *ns)
+poller_convert(const fs_timeout_spec *spec, PyObject *obj, int64_t *ns)
 {
-    if (rc < 0) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            fs_timeout_type_error(obj, "timeout must be an integer or None");
-        }
+    int64_t n = 0;
+    if (fs_timeout_arg(obj, spec, &n) < 0) {
         return -1;
-    }
-    int64_t msv = fs_ns_divide(n, 1000000, round);
-    if (int_ms && (msv > INT_MAX || msv < INT_MIN)) {
-        return too_large();
     }
     *ns = n < 0 ? -1 : n;
     return 0;
@@ -121,8 +102,7 @@ poller_ms_result(PyObject *obj, int rc, int64_t n, fs_round_t round,
 
 /* EpollSelector: epoll.poll(math.ceil(timeout * 1e3) * 1e-3) */
 int
-sel_epoll_timeout(const sel_kind *Py_UNUSED(k), PyObject *timeout,
-                  int64_t *ns)
+sel_epoll_timeout(const sel_kind *k, PyObject *timeout, int64_t *ns)
 {
     double ms;
     int fast = fast_ceil_ms(timeout, ns, &ms);
@@ -150,17 +130,14 @@ sel_epoll_timeout(const sel_kind *Py_UNUSED(k), PyObject *timeout,
     if (sobj == NULL) {
         return -1;
     }
-    int64_t n = 0;
-    int rc = fs_ns_from_seconds_object(sobj, FS_ROUND_UP, &n);
-    rc = poller_ms_result(sobj, rc, n, FS_ROUND_CEILING, 1, ns);
+    int rc = poller_convert(k->poller_timeout, sobj, ns);
     Py_DECREF(sobj);
     return rc;
 }
 
 /* PollSelector: poll.poll(math.ceil(timeout * 1e3)) */
 int
-sel_poll_timeout(const sel_kind *Py_UNUSED(k), PyObject *timeout,
-                 int64_t *ns)
+sel_poll_timeout(const sel_kind *k, PyObject *timeout, int64_t *ns)
 {
     double ms;
     int fast = fast_ceil_ms(timeout, ns, &ms);
@@ -176,10 +153,9 @@ sel_poll_timeout(const sel_kind *Py_UNUSED(k), PyObject *timeout,
     if (pos <= 0) {
         return pos;
     }
-    int64_t n = 0;
-    int rc = fs_ns_from_ms_object(c, FS_ROUND_UP, &n);
-    rc = poller_ms_result(c, rc, n, FS_ROUND_UP,
-                          !fs_poll_timeout_unbounded(), ns);
+    fs_timeout_spec spec = *k->poller_timeout;
+    spec.int_ms = !fs_poll_timeout_unbounded();
+    int rc = poller_convert(&spec, c, ns);
     Py_DECREF(c);
     return rc;
 }
@@ -208,13 +184,5 @@ sel_max0_timeout(const sel_kind *k, PyObject *timeout, int64_t *ns)
         *ns = 0;
         return 0;
     }
-    if (fs_ns_from_seconds_object(timeout, FS_ROUND_UP, ns) < 0) {
-        k->timeout_error(timeout);
-        return -1;
-    }
-    if (*ns < 0) {
-        PyErr_SetString(PyExc_ValueError, k->negative_timeout);
-        return -1;
-    }
-    return 0;
+    return fs_timeout_arg(timeout, k->poller_timeout, ns);
 }

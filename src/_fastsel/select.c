@@ -34,13 +34,6 @@ typedef struct {
     int returned;
 } sel_call;
 
-/* The timeout argument in seconds (None: -1).  Rounded away from zero to
- * us, any negative has tv_sec < 0. */
-static const fs_timeout_spec select_timeout = {
-    1000000000, -1, "timeout must be a float or None",
-    "timeout must be non-negative", 0, FS_ROUND_UP,
-};
-
 #define ENTRIES_MAX (PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(sel_entry))
 
 /* Room for want entries.  0, or -1 with MemoryError. */
@@ -208,7 +201,7 @@ fs_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     /* the timeout is parsed before the lists, as the stdlib does */
-    if (fs_timeout_arg(nargs == 4 ? args[3] : Py_None, &select_timeout,
+    if (fs_timeout_arg(nargs == 4 ? args[3] : Py_None, &fs_select_timeout,
                        &timeout) < 0) {
         return NULL;
     }

@@ -60,9 +60,8 @@ struct sel_kind {
     const char *owner[SEL_M_COUNT];
     /* select()'s timeout rule: timeout (not None) -> ns, 0 or -1 */
     int (*timeout)(const sel_kind *k, PyObject *timeout, int64_t *ns);
-    /* kqueue.control()'s or select.select()'s conversion error text */
-    void (*timeout_error)(PyObject *timeout);
-    const char *negative_timeout;   /* max(timeout, 0) rules: its ValueError */
+    /* the poller's own rule, applied to what the class's rule made */
+    const fs_timeout_spec *poller_timeout;
     /* 1: _PollLikeSelector.modify (one kernel modify, no validation);
      * 0: _BaseSelectorImpl.modify (unregister + register) */
     int modify_poller;
@@ -347,7 +346,6 @@ PyObject *sel_select(sel_object *s, PyObject *const *args, Py_ssize_t nargs,
 int sel_epoll_timeout(const sel_kind *k, PyObject *timeout, int64_t *ns);
 int sel_poll_timeout(const sel_kind *k, PyObject *timeout, int64_t *ns);
 int sel_max0_timeout(const sel_kind *k, PyObject *timeout, int64_t *ns);
-void sel_select_timeout_error(PyObject *timeout);
 
 /* ---- a replaced _selector_cls (sel_driver.c) ---------------------------- */
 

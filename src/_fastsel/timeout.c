@@ -10,8 +10,11 @@
 #include <string.h>
 #include <time.h>
 
-void
-fs_timeout_type_error(PyObject *obj, const char *legacy)
+/* Replace a TypeError from a timeout's conversion with the running
+ * version's text: `legacy` up to 3.14 (each poller has its own), the
+ * shared "timeout must be a real number or None, not <type>" after. */
+static void
+timeout_type_error(PyObject *obj, const char *legacy)
 {
     /* only rows of 3.13+, whose headers know %T, have this rule */
 #ifdef FS_PY_HAVE_FORMAT_T
@@ -26,13 +29,16 @@ fs_timeout_type_error(PyObject *obj, const char *legacy)
     PyErr_SetString(PyExc_TypeError, legacy);
 }
 
-void
-fs_kqueue_timeout_error(PyObject *obj)
+/* kqueue.control()'s rule: up to 3.14 every conversion failure becomes
+ * "timeout argument must be a number or None, got <name>"; 3.15 rewrites
+ * only a TypeError, as timeout_type_error. */
+static void
+kqueue_timeout_error(PyObject *obj)
 {
     if (fs_ver->timeout_rule == FS_TIMEOUT_REAL) {
         /* 3.15 lets OverflowError and ValueError through (gh-154836) */
         if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            fs_timeout_type_error(obj, NULL);
+            timeout_type_error(obj, NULL);
         }
         return;
     }
@@ -55,6 +61,10 @@ round_double(double x, fs_round_t round_mode)
     return floor(d);                /* FS_ROUND_UP: away from zero */
 }
 
+/* obj in units of unit_to_ns (seconds or milliseconds: int or float; 3.15:
+ * anything with __float__) to nanoseconds, as _PyTime_FromSecondsObject
+ * and _PyTime_FromMillisecondsObject do, with the running version's
+ * exceptions and texts. */
 static int
 ns_from_object(PyObject *obj, fs_round_t round_mode, int64_t unit_to_ns,
                int64_t *ns)
@@ -102,17 +112,29 @@ ns_from_object(PyObject *obj, fs_round_t round_mode, int64_t unit_to_ns,
     return 0;
 }
 
-int
-fs_ns_from_seconds_object(PyObject *obj, fs_round_t round_mode, int64_t *ns)
-{
-    return ns_from_object(obj, round_mode, 1000000000, ns);
-}
+/* epoll: seconds, its milliseconds (towards +inf) checked against a C int.
+ * None is INT64_MIN: a negative timeout above -1 ms rounds to 0 ms and does
+ * not block, any other blocks. */
+const fs_timeout_spec fs_epoll_timeout = {
+    1000000000, INT64_MIN, "timeout must be an integer or None", NULL,
+    1, FS_ROUND_CEILING,
+};
 
-int
-fs_ns_from_ms_object(PyObject *obj, fs_round_t round_mode, int64_t *ns)
-{
-    return ns_from_object(obj, round_mode, 1000000, ns);
-}
+/* poll: milliseconds (< 0: none) */
+const fs_timeout_spec fs_poll_timeout = {
+    1000000, -1, "timeout must be an integer or None", NULL, 1, FS_ROUND_UP,
+};
+
+/* select, kqueue: seconds (None: -1), rounded away from zero, so any
+ * negative has tv_sec < 0; kqueue has its own error rule */
+const fs_timeout_spec fs_select_timeout = {
+    1000000000, -1, "timeout must be a float or None",
+    "timeout must be non-negative", 0, FS_ROUND_UP,
+};
+
+const fs_timeout_spec fs_kqueue_timeout = {
+    1000000000, -1, NULL, "timeout must be positive or None", 0, FS_ROUND_UP,
+};
 
 int
 fs_timeout_arg(PyObject *obj, const fs_timeout_spec *spec, int64_t *ns)
@@ -123,10 +145,10 @@ fs_timeout_arg(PyObject *obj, const fs_timeout_spec *spec, int64_t *ns)
     }
     if (ns_from_object(obj, FS_ROUND_UP, spec->unit_ns, ns) < 0) {
         if (spec->type_text == NULL) {
-            fs_kqueue_timeout_error(obj);
+            kqueue_timeout_error(obj);
         }
         else if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            fs_timeout_type_error(obj, spec->type_text);
+            timeout_type_error(obj, spec->type_text);
         }
         return -1;
     }

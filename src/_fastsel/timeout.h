@@ -17,12 +17,6 @@ typedef enum {
     FS_ROUND_UP,              /* away from zero: CPython's ROUND_TIMEOUT */
 } fs_round_t;
 
-/* Convert seconds (int or float; 3.15: anything with __float__) to
- * nanoseconds like _PyTime_FromSecondsObject, with the same exceptions and
- * texts for the running CPython version. */
-int fs_ns_from_seconds_object(PyObject *obj, fs_round_t round, int64_t *ns);
-/* Same for milliseconds (_PyTime_FromMillisecondsObject). */
-int fs_ns_from_ms_object(PyObject *obj, fs_round_t round, int64_t *ns);
 /* Divide nanoseconds by k with the given rounding (as _PyTime_Divide);
  * truncates, then steps from the quotient, so nothing can overflow. */
 static inline int64_t
@@ -38,23 +32,13 @@ fs_ns_divide(int64_t t, int64_t k, fs_round_t round_mode)
     return round_mode == FS_ROUND_CEILING ? q : q - 1;
 }
 
-/* Replace a TypeError from fs_ns_from_*_object() with the running
- * version's text: `legacy` up to 3.14 (each caller has its own), the
- * shared "timeout must be a real number or None, not <type>" after. */
-void fs_timeout_type_error(PyObject *obj, const char *legacy);
-
-/* The same for kqueue.control(), whose rule differs: up to 3.14 every
- * conversion failure becomes "timeout argument must be a number or None,
- * got <name>"; 3.15 rewrites only a TypeError, as fs_timeout_type_error. */
-void fs_kqueue_timeout_error(PyObject *obj);
-
 /* How a select-module object reads its timeout argument (rounded away
  * from zero, so a positive timeout never waits less than asked). */
 typedef struct {
     int64_t unit_ns;            /* 1000000000 (seconds) or 1000000 (ms) */
     int64_t none_ns;            /* what None stands for */
-    /* the TypeError text up to 3.14 (fs_timeout_type_error); NULL:
-     * kqueue.control()'s rule (fs_kqueue_timeout_error) */
+    /* the TypeError text up to 3.14 (3.15: one shared text); NULL:
+     * kqueue.control()'s rule (every failure rewritten up to 3.14) */
     const char *type_text;
     const char *negative_text;  /* ValueError for a timeout < 0, or NULL */
     /* OverflowError "timeout is too large" unless the milliseconds,
@@ -66,6 +50,13 @@ typedef struct {
 /* obj (None included) in ns as spec says, with the checks in the stdlib's
  * order.  0, or -1 with an exception. */
 int fs_timeout_arg(PyObject *obj, const fs_timeout_spec *spec, int64_t *ns);
+
+/* The pollers' rules: epoll.poll(), poll.poll() (its int_ms is cleared
+ * where it waits with ppoll(): fs_poll_timeout_unbounded()),
+ * select.select() and kqueue.control().  The selector classes hand their
+ * own converted timeout to the same rule, as the stdlib's do. */
+extern const fs_timeout_spec fs_epoll_timeout, fs_poll_timeout,
+    fs_select_timeout, fs_kqueue_timeout;
 
 /* now + timeout_ns (timeout_ns >= 0), saturating at INT64_MAX. */
 int64_t fs_deadline(int64_t timeout_ns);
