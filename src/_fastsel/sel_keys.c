@@ -171,6 +171,22 @@ lookup_unregistered(sel_object *s, PyObject *fileobj, long *cfd)
     return fd;
 }
 
+/* bool(events & m), as Python computes it: 1, 0, or -1 with an
+ * exception. */
+static int
+and_is_true(PyObject *events, long m)
+{
+    PyObject *mobj = PyLong_FromLong(m);
+    PyObject *r = mobj != NULL ? PyNumber_And(events, mobj) : NULL;
+    Py_XDECREF(mobj);
+    if (r == NULL) {
+        return -1;
+    }
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
 /* `events & READ` and `events & WRITE` as Python computes them: the FS_*
  * mask, or -1 with an exception. */
 static int
@@ -178,17 +194,7 @@ kernel_mask(PyObject *events)
 {
     int mask = 0;
     for (int bit = FS_READ; bit <= FS_WRITE; bit <<= 1) {
-        PyObject *b = PyLong_FromLong(bit);
-        if (b == NULL) {
-            return -1;
-        }
-        PyObject *r = PyNumber_And(events, b);
-        Py_DECREF(b);
-        if (r == NULL) {
-            return -1;
-        }
-        int t = PyObject_IsTrue(r);
-        Py_DECREF(r);
+        int t = and_is_true(events, bit);
         if (t < 0) {
             return -1;
         }
@@ -223,17 +229,7 @@ check_events(PyObject *events)
     if (t) {
         goto invalid;
     }
-    PyObject *m = PyLong_FromLong(~(long)(FS_READ | FS_WRITE));
-    if (m == NULL) {
-        return -1;
-    }
-    PyObject *r = PyNumber_And(events, m);
-    Py_DECREF(m);
-    if (r == NULL) {
-        return -1;
-    }
-    t = PyObject_IsTrue(r);
-    Py_DECREF(r);
+    t = and_is_true(events, ~(long)(FS_READ | FS_WRITE));
     if (t < 0) {
         return -1;
     }

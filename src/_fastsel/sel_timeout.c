@@ -37,31 +37,10 @@ too_large(void)
     return -1;
 }
 
-/* Epoll/Poll, any timeout object: 0 with *ns = 0 when `timeout <= 0`,
- * else 1 with *c = math.ceil(timeout * 1e3); -1 with an exception. */
-static int
-poller_ceil_ms(PyObject *timeout, int64_t *ns, PyObject **c)
-{
-    int le = compare_zero(timeout, Py_LE, 0);
-    if (le < 0) {
-        return -1;
-    }
-    if (le) {
-        *ns = 0;
-        return 0;
-    }
-    PyObject *m = times(timeout, 1e3);
-    PyObject *math = m != NULL ? PyImport_ImportModule("math") : NULL;
-    *c = math != NULL ? PyObject_CallMethod(math, "ceil", "O", m) : NULL;
-    Py_XDECREF(math);
-    Py_XDECREF(m);
-    return *c == NULL ? -1 : 1;
-}
-
 /* Epoll/Poll, the fast path of an exact float or an int within long: 0
  * with *ns = 0 when `timeout <= 0`, 1 with *ms = ceil(timeout * 1e3) when
  * that is finite; -1 leaves the rest (NaN, infinities, other types, ints
- * past long) to poller_ceil_ms(), which gives the stdlib's errors. */
+ * past long) to ceil_ms_general(), which gives the stdlib's errors. */
 static int
 fast_ceil_ms(PyObject *timeout, int64_t *ns, double *ms)
 {
@@ -87,17 +66,35 @@ fast_ceil_ms(PyObject *timeout, int64_t *ns, double *ms)
     return isfinite(*ms) ? 1 : -1;
 }
 
-/* The poller's own conversion of what the class's rule made (positive,
- * unless a custom __ceil__ says otherwise: < 0 then waits for ever). */
+/* Epoll/Poll, any timeout object: `timeout <= 0` is 0; else
+ * math.ceil(timeout * 1e3), times scale (epoll: 1e-3, back to seconds), is
+ * what the poller's rule converts (positive, unless a custom __ceil__ says
+ * otherwise: < 0 then waits for ever).  0, or -1 with an exception. */
 static int
-poller_convert(const fs_timeout_spec *spec, PyObject *obj, int64_t *ns)
+ceil_ms_general(const fs_timeout_spec *spec, PyObject *timeout, double scale,
+                int64_t *ns)
 {
-    int64_t n = 0;
-    if (fs_timeout_arg(obj, spec, &n) < 0) {
-        return -1;
+    int le = compare_zero(timeout, Py_LE, 0);
+    if (le != 0) {              /* an error, or timeout <= 0 */
+        *ns = 0;
+        return le < 0 ? -1 : 0;
     }
+    PyObject *m = times(timeout, 1e3);
+    PyObject *math = m != NULL ? PyImport_ImportModule("math") : NULL;
+    PyObject *c = math != NULL ? PyObject_CallMethod(math, "ceil", "O", m)
+                               : NULL;
+    Py_XDECREF(math);
+    Py_XDECREF(m);
+    if (c != NULL && scale != 1.0) {
+        PyObject *scaled = times(c, scale);
+        Py_DECREF(c);
+        c = scaled;
+    }
+    int64_t n = 0;
+    int rc = c != NULL ? fs_timeout_arg(c, spec, &n) : -1;
+    Py_XDECREF(c);
     *ns = n < 0 ? -1 : n;
-    return 0;
+    return rc;
 }
 
 /* EpollSelector: epoll.poll(math.ceil(timeout * 1e3) * 1e-3) */
@@ -120,19 +117,7 @@ sel_epoll_timeout(const sel_kind *k, PyObject *timeout, int64_t *ns)
         return 0;
     }
     /* out of range: let the general path produce the exact error */
-    PyObject *c;
-    int pos = poller_ceil_ms(timeout, ns, &c);
-    if (pos <= 0) {
-        return pos;
-    }
-    PyObject *sobj = times(c, 1e-3);
-    Py_DECREF(c);
-    if (sobj == NULL) {
-        return -1;
-    }
-    int rc = poller_convert(k->poller_timeout, sobj, ns);
-    Py_DECREF(sobj);
-    return rc;
+    return ceil_ms_general(k->poller_timeout, timeout, 1e-3, ns);
 }
 
 /* PollSelector: poll.poll(math.ceil(timeout * 1e3)) */
@@ -148,16 +133,9 @@ sel_poll_timeout(const sel_kind *k, PyObject *timeout, int64_t *ns)
         *ns = (int64_t)ms * 1000000;
         return 0;
     }
-    PyObject *c;
-    int pos = poller_ceil_ms(timeout, ns, &c);
-    if (pos <= 0) {
-        return pos;
-    }
     fs_timeout_spec spec = *k->poller_timeout;
     spec.int_ms = !fs_poll_timeout_unbounded();
-    int rc = poller_convert(&spec, c, ns);
-    Py_DECREF(c);
-    return rc;
+    return ceil_ms_general(&spec, timeout, 1.0, ns);
 }
 
 /* SelectSelector / KqueueSelector: max(timeout, 0) seconds */
