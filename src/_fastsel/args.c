@@ -340,9 +340,9 @@ kw_unexpected(const fs_clinic_sig *sig, PyObject *kwnames,
 /* In _PyArg_UnpackKeywords's order: count check, then missing required
  * parameters, then name-and-position clashes, then unknown names. */
 int
-fs_parse_clinic(const fs_clinic_sig *sig, PyObject *const *args,
-                Py_ssize_t nargs, PyObject *kwnames, PyObject *kwdict,
-                PyObject **out)
+fs_parse_clinic_any(const fs_clinic_sig *sig, PyObject *const *args,
+                    Py_ssize_t nargs, PyObject *kwnames, PyObject *kwdict,
+                    PyObject **out)
 {
     Py_ssize_t nkw = kwdict != NULL ? PyDict_GET_SIZE(kwdict)
                      : kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
